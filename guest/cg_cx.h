@@ -34,6 +34,10 @@ CG_IMPORT(point_neg) int cx_point_neg(uint8_t out[64], const uint8_t p[64]);
 CG_IMPORT(point_mul) int cx_point_mul(uint8_t out[64], const uint8_t p[64], const uint8_t k[32]);
 CG_IMPORT(point_mul_base) int cx_point_mul_base(uint8_t out[64], const uint8_t k[32]);
 CG_IMPORT(point_eq) int cx_point_eq(const uint8_t a[64], const uint8_t b[64]);
+CG_IMPORT(point_check) int cx_point_check(const uint8_t p[64]);
+CG_IMPORT(point_sum) int cx_point_sum(uint8_t out[64], const uint8_t *pts, size_t n);
+CG_IMPORT(point_add_mulg_public)
+int cx_point_add_mulg_public(uint8_t out[64], const uint8_t p[64], const uint8_t k[32]);
 CG_IMPORT(sha256) void cx_sha256(uint8_t out[32], const uint8_t *msg, size_t len);
 CG_IMPORT(tagged_hash)
 void cx_tagged_hash(uint8_t out[32], const char *tag, size_t tag_len, const uint8_t *msg,

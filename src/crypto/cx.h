@@ -41,12 +41,12 @@
 int cx_init(void);
 
 /* ----- scalars mod n -------------------------------------------------- */
-int cx_scalar_check(const uint8_t a[32]);                       /* a < n */
-int cx_scalar_reduce(uint8_t out[32], const uint8_t in[32]);    /* int(in) mod n, any input */
+int cx_scalar_check(const uint8_t a[32]);                    /* a < n */
+int cx_scalar_reduce(uint8_t out[32], const uint8_t in[32]); /* int(in) mod n, any input */
 int cx_scalar_add(uint8_t out[32], const uint8_t a[32], const uint8_t b[32]);
 int cx_scalar_mul(uint8_t out[32], const uint8_t a[32], const uint8_t b[32]);
 int cx_scalar_neg(uint8_t out[32], const uint8_t a[32]);
-int cx_scalar_inv(uint8_t out[32], const uint8_t a[32]);        /* fails for 0 */
+int cx_scalar_inv(uint8_t out[32], const uint8_t a[32]); /* fails for 0 */
 int cx_scalar_is_zero(const uint8_t a[32]);
 
 /* ----- points ---------------------------------------------------------- */
@@ -61,9 +61,19 @@ int cx_point_xonly(uint8_t x[32], int *y_even, const uint8_t p[64]);
 int cx_point_is_inf(const uint8_t p[64]);
 int cx_point_add(uint8_t out[64], const uint8_t a[64], const uint8_t b[64]);
 int cx_point_neg(uint8_t out[64], const uint8_t p[64]);
-int cx_point_mul(uint8_t out[64], const uint8_t p[64], const uint8_t k[32]);  /* k*P, k may be 0 */
-int cx_point_mul_base(uint8_t out[64], const uint8_t k[32]);                  /* k*G, k may be 0 */
+int cx_point_mul(uint8_t out[64], const uint8_t p[64], const uint8_t k[32]); /* k*P, k may be 0 */
+int cx_point_mul_base(uint8_t out[64], const uint8_t k[32]);                 /* k*G, k may be 0 */
 int cx_point_eq(const uint8_t a[64], const uint8_t b[64]);
+/* Whether 64 working-form bytes are a point this process could have made
+ * (infinity or a valid curve point). The sandbox checks points read from
+ * guest memory with it; the other point functions trust their inputs. */
+int cx_point_check(const uint8_t p[64]);
+/* out = sum of n points stored back to back (n * 64 bytes, n <= 64), in one
+ * normalisation; infinities are allowed and an empty sum is infinity. */
+int cx_point_sum(uint8_t out[64], const uint8_t *pts, size_t n);
+/* out = P + k*G in VARIABLE time: only for public k (signature and share
+ * verification). About three times cheaper than cx_point_mul_base + add. */
+int cx_point_add_mulg_public(uint8_t out[64], const uint8_t p[64], const uint8_t k[32]);
 
 /* ----- hashes ----------------------------------------------------------- */
 void cx_sha256(uint8_t out[32], const uint8_t *msg, size_t len);
