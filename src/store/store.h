@@ -1,0 +1,130 @@
+/*
+ * store.h — durable, encrypted per-wallet records: the only door into src/store.
+ *
+ * Owns: the LMDB environment under the data directory, the master key file,
+ * sealing of records (XChaCha20-Poly1305, associated data = wallet id +
+ * record version), the authenticated version index that detects rollback,
+ * the group committer (many writers, one write transaction, one fsync), the
+ * public per-wallet metadata records, and the storage fault-injection hooks.
+ *
+ * Knows nothing about protocols or actors: a record is an opaque byte string
+ * keyed by a 32-byte wallet id. store_persist() adapts it to the runtime's
+ * rt_persist vtable.
+ *
+ * Durability contract (write-before-ack): a put's done callback reports RT_OK
+ * only after the LMDB transaction holding it has been committed with its
+ * default sync (fsync/fdatasync), so a process killed at any later moment
+ * restarts with the record intact.
+ *
+ * Status codes: RT_NOT_FOUND (no record), RT_DATA_LOSS (record or index fails
+ * authentication or parsing: that wallet only), RT_FAILED_PRECONDITION (stale
+ * version), RT_UNAVAILABLE (I/O error, ENOSPC, map full, store closing),
+ * RT_INVALID_ARGUMENT (bad sizes).
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt.h"
+
+#define STORE_KEY_LEN 32 /* wallet ids and meta keys: same as RT_KEY_LEN */
+#define STORE_MASTER_KEY_LEN 32
+#define STORE_MAX_RECORD (16u << 20) /* bounded: a record larger than this is refused */
+#define STORE_MAX_META (64u << 10)
+
+typedef struct store store;
+
+typedef struct store_options {
+    /* Master key file. NULL = "<dir>/master.key", created (0600) on first
+     * start. A configured path must exist. Either way, an existing store
+     * whose key is missing or different is a startup error, never a new key. */
+    const char *key_path;
+    size_t map_size;      /* LMDB map size; 0 = 1 GiB */
+    unsigned max_readers; /* concurrent read transactions; 0 = 512 */
+    int no_group_commit;  /* 1 = one write transaction + fsync per put (benchmarks) */
+    unsigned max_batch;   /* puts per group commit; 0 = 1024 */
+} store_options;
+
+/*
+ * Opens (creating on first start: dir 0700, files 0600) the store in dir.
+ * Verifies the master key against the store and the version index against
+ * its authenticated root. opt may be NULL (defaults). On failure err (if not
+ * NULL) receives a NUL-terminated reason. Ownership: *out is the caller's,
+ * released with store_close().
+ */
+rt_status store_open(const char *dir, const store_options *opt, store **out, char *err,
+                     size_t err_len);
+
+/* Drains queued puts (their callbacks fire), stops the committer, closes
+ * LMDB and wipes keys. No call may be in flight or follow. */
+void store_close(store *s);
+
+/*
+ * Reads and authenticates key's record. Ownership: *rec is malloc'd and the
+ * caller's (free it; it may hold secrets: wipe first). *version is the
+ * record's version. NOT_FOUND when the key has none; DATA_LOSS when the
+ * record was tampered with, moved from another wallet, rolled back to an
+ * older version, or deleted behind the index's back.
+ */
+rt_status store_get(store *s, const rt_key *key, uint8_t **rec, size_t *len, uint64_t *version);
+
+/* Done callback of a put: exactly once, on the committer thread (or on the
+ * caller's thread when the put is refused up front). Must not block long. */
+typedef void (*store_done_cb)(void *arg, rt_status st);
+
+/*
+ * Seals rec (on the calling thread, so sealing scales with writers) and
+ * queues it as version `version`, which must be the current version + 1
+ * (1 for a new key), else FAILED_PRECONDITION. done fires after the group
+ * commit holding it is durable (RT_OK) or failed (UNAVAILABLE: nothing of it
+ * was written). Borrowed: rec is copied before return.
+ */
+void store_put(store *s, const rt_key *key, const uint8_t *rec, size_t len, uint64_t version,
+               store_done_cb done, void *arg);
+
+/* Blocking form of store_put. */
+rt_status store_put_sync(store *s, const rt_key *key, const uint8_t *rec, size_t len,
+                         uint64_t version);
+
+/* Durably removes key's record and version (NOT_FOUND if none). Deleting
+ * forgets the version, so a later re-creation starts again at 1. */
+rt_status store_delete(store *s, const rt_key *key);
+
+/* Calls cb for every key with a record, in key order, with its indexed
+ * version; a non-zero return from cb stops the walk. cb may call store_get
+ * but not write. Returns UNAVAILABLE on I/O error. */
+typedef int (*store_iter_cb)(void *arg, const rt_key *key, uint64_t version);
+rt_status store_iterate(store *s, store_iter_cb cb, void *arg);
+
+/*
+ * Public metadata (e.g. a wallet's participant host public keys), in its own
+ * database, not encrypted: whoever reads it must check its integrity against
+ * something it trusts (the wallet id commits to it). Synchronous and durable.
+ * store_get_meta: Ownership: *out is malloc'd and the caller's.
+ */
+rt_status store_put_meta(store *s, const uint8_t key[STORE_KEY_LEN], const uint8_t *val,
+                         size_t len);
+rt_status store_get_meta(store *s, const uint8_t key[STORE_KEY_LEN], uint8_t **out, size_t *len);
+rt_status store_delete_meta(store *s, const uint8_t key[STORE_KEY_LEN]);
+
+/* The runtime's view: load = store_get, save = store_put. Borrowed: the
+ * vtable lives inside s and is valid until store_close(). */
+const rt_persist *store_persist(store *s);
+
+typedef struct store_stats {
+    uint64_t commits; /* write transactions committed */
+    uint64_t puts;    /* puts made durable */
+    uint64_t commit_failures;
+    uint64_t max_batch_seen; /* largest group commit so far */
+} store_stats;
+void store_get_stats(store *s, store_stats *out);
+
+/* Fault injection (builds with CG_FAULT_INJECTION): the next n commits fail
+ * as if the disk reported err (EIO or ENOSPC): their transaction is aborted,
+ * so nothing of them is written, and their puts report UNAVAILABLE.
+ * Returns UNIMPLEMENTED in builds without fault injection. */
+rt_status store_inject_commit_failures(store *s, unsigned n, int err);
+
+#endif
