@@ -1,0 +1,118 @@
+/*
+ * net.h — the cosignerd service: the only door into src/net.
+ *
+ * Owns: the HTTP/1.1 server (libmicrohttpd, epoll, its own thread pool), the
+ * routes and JSON of the wire contract (API.md), request authentication
+ * (BIP340-signed requests, timestamp window, bounded replay cache),
+ * authorization against each wallet's participant list, request limits, the
+ * one status -> HTTP table, and the Prometheus metrics, health and readiness
+ * endpoints.
+ *
+ * Knows nothing about guest internals: a request becomes a command of the
+ * cosigner command codec and is sent to the wallet's actor with rt_send();
+ * rendezvous requests are suspended (no thread waits on them) and resumed
+ * from the reply callback.
+ *
+ * Nothing here touches an actor before the request is authenticated and the
+ * signer is known to be a participant: unauthenticated floods cost a
+ * signature check each and never activate a wallet.
+ */
+#ifndef NET_H
+#define NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rt.h"
+
+/*
+ * Public per-wallet metadata (the session parameters: who may talk to the
+ * wallet). Stored outside the actor so authorization never activates one.
+ * get: RT_NOT_FOUND when the wallet has none; ownership of *val passes to
+ * the caller (free()). put: durable before return.
+ */
+typedef struct net_meta {
+    rt_status (*get)(void *ud, const rt_key *wallet, uint8_t **val, size_t *len);
+    rt_status (*put)(void *ud, const rt_key *wallet, const uint8_t *val, size_t len);
+    void *ud;
+} net_meta;
+
+typedef struct net_config {
+    const char *host;         /* listen address (numeric IPv4/IPv6), NULL = 127.0.0.1 */
+    uint16_t port;            /* 0 = pick a free port (see net_port) */
+    unsigned threads;         /* HTTP thread pool size, 0 = 2 */
+    size_t body_max;          /* request body cap, 0 = 64 KiB -> 413 */
+    size_t header_max;        /* per-connection header memory, 0 = 16 KiB -> 431 */
+    size_t url_max;           /* 0 = 512 bytes -> 414 */
+    unsigned conn_timeout_s;  /* idle connection timeout, 0 = 15 s (slowloris) */
+    uint64_t request_max_ms;  /* whole upload of one request, 0 = 30 s */
+    unsigned max_connections; /* above -> 429 + Retry-After, 0 = 1024 */
+    unsigned max_per_ip;      /* 0 = unlimited */
+    uint64_t rendezvous_ms;   /* deadline of one actor request, 0 = 30 s */
+    uint64_t auth_window_ms;  /* timestamp window, 0 = 300 s */
+    size_t replay_entries;    /* replay cache capacity per generation, 0 = 1 Mi */
+    uint8_t hostpubkey[33];   /* the service's ChillDKG host public key */
+    const char *version;
+    int fault_injection; /* honour X-Cosigner-Fault (fault-injection builds only) */
+    rt_runtime *rt;      /* borrowed; must outlive the server */
+    net_meta meta;       /* borrowed vtable */
+    /* Appends extra Prometheus lines to /metrics (store, sandbox). May be NULL. */
+    void (*metrics_extra)(void *ud, FILE *out);
+    void *metrics_ud;
+} net_config;
+
+typedef struct net_server net_server;
+
+/* Starts serving. Ownership: *out is the caller's, released by net_stop(). */
+rt_status net_start(const net_config *cfg, net_server **out);
+
+/* The bound TCP port (useful with port 0). */
+uint16_t net_port(const net_server *s);
+
+/* Readiness for /readyz (store open, runtime started). */
+void net_set_ready(net_server *s, int ready);
+
+/*
+ * Graceful drain, first half: stop accepting connections and wait up to
+ * timeout_ms for in-flight requests to be answered. Returns how many are
+ * still in flight. The caller then stops the runtime (which fails what is
+ * left, resuming those requests) and calls net_stop().
+ */
+unsigned net_drain(net_server *s, uint64_t timeout_ms);
+
+/* Waits (bounded) for resumed requests to be answered, then stops and frees. */
+void net_stop(net_server *s);
+
+/* Counters of net itself, for logs and tests. */
+typedef struct net_stats {
+    uint64_t requests;
+    uint64_t in_flight;
+    uint64_t auth_failures;
+    uint64_t connections;
+} net_stats;
+void net_get_stats(net_server *s, net_stats *out);
+
+/* ---- helpers shared with the CLI and the load generator --------------- */
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes, NUL-terminated). */
+void net_hex_encode(char *out, const uint8_t *in, size_t len);
+/* Decodes exactly 2*len hex digits (either case). Returns 1 on success. */
+int net_hex_decode(uint8_t *out, size_t len, const char *in, size_t in_len);
+
+/*
+ * The 32-byte message a request signature signs (API.md, Authentication):
+ * tagged_hash("cosignerd/auth/v1", METHOD || 0 || PATH || 0 || ts_be8 || nonce16 || SHA256(body)).
+ */
+void net_auth_msg(uint8_t out[32], const char *method, const char *path, uint64_t ts_ms,
+                  const uint8_t nonce[16], const uint8_t *body, size_t body_len);
+
+/*
+ * Builds an Authorization header value for a request signed with seckey.
+ * out must hold NET_AUTH_HDR_MAX bytes. Returns 1 on success.
+ */
+#define NET_AUTH_HDR_MAX 320
+int net_auth_header(char *out, const uint8_t seckey[32], const char *method, const char *path,
+                    uint64_t ts_ms, const uint8_t *body, size_t body_len);
+
+#endif

@@ -1,0 +1,675 @@
+/*
+ * net_server.c — the HTTP server: routing, limits, the request state machine
+ * (read -> authenticate -> authorize -> send to actor -> suspended -> resumed
+ * -> respond) and the service endpoints.
+ *
+ * Why suspend/resume: a rendezvous request (DKG and signing rounds) waits for
+ * the other devices, possibly for seconds. Holding an HTTP thread per waiter
+ * would make the thread pool the concurrency limit; instead the connection
+ * is suspended and the actor's reply callback resumes it, so a handful of
+ * threads serve any number of waiting devices.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "cg_cmd.h"
+#include "cg_config.h"
+#include "cg_wallet_id.h"
+#include "net_codec.h"
+
+struct net_server {
+    net_config cfg;
+    struct MHD_Daemon *d;
+    net_replay *replay;
+    net_metrics m;
+    uint16_t port;
+    _Atomic int ready;
+    _Atomic int draining;
+    _Atomic uint64_t in_flight; /* requests sent to an actor and not yet answered */
+    _Atomic uint64_t connections;
+    _Atomic uint64_t requests;
+};
+
+enum req_state { RQ_READ = 0, RQ_SENT, RQ_DONE };
+
+typedef struct req {
+    net_server *srv;
+    struct MHD_Connection *conn;
+    int route;
+    int state;
+    int responded;
+    unsigned http; /* status of the response queued, for metrics */
+    uint64_t t0_us;
+    char method[8];
+    char path[520];
+    char wallet_hex[65]; /* from the URL, when the route names a wallet */
+    char *body;
+    size_t len, cap;
+    int too_large;
+    int have_auth;
+    net_auth_hdr auth;
+    net_call call;
+    _Atomic int done;
+    rt_reply reply; /* owned once done */
+} req;
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+static enum MHD_Result send_body(req *q, unsigned http, const char *ctype, char *body, size_t len,
+                                 uint32_t retry_after_s)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (retry_after_s) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", retry_after_s);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(q->conn, http, r);
+    MHD_destroy_response(r);
+    q->responded = 1;
+    q->http = http;
+    return ret;
+}
+
+static enum MHD_Result send_json(req *q, unsigned http, json_t *o, uint32_t retry_after_s)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s) return MHD_NO;
+    return send_body(q, http, "application/json", s, strlen(s), retry_after_s);
+}
+
+/*
+ * The JSON error body of API.md. blame is the participant bitmask of the
+ * reply; retry_ms comes from the runtime (quarantine backoff, mailbox) and
+ * becomes Retry-After (whole seconds, at least 1) where the table says so.
+ */
+static enum MHD_Result send_error(req *q, int st, const char *msg, size_t msg_len, uint64_t blame,
+                                  uint32_t retry_ms)
+{
+    const net_http_status *h = net_status_http(st);
+    json_t *e = json_object();
+    json_object_set_new(e, "code", json_string(h->code));
+    json_t *m = json_stringn(msg ? msg : "", msg ? msg_len : 0);
+    if (!m) m = json_string("(message was not valid UTF-8)");
+    json_object_set_new(e, "message", m);
+    if (blame) {
+        json_t *b = json_array();
+        for (int i = 0; i < 64; i++)
+            if (blame >> i & 1) json_array_append_new(b, json_integer(i));
+        json_object_set_new(e, "blame", b);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "error", e);
+    uint32_t ra = 0;
+    if (h->retry_after) ra = retry_ms ? (retry_ms + 999) / 1000 : 1;
+    return send_json(q, h->http, o, ra);
+}
+
+static enum MHD_Result fail(req *q, int st, const char *msg)
+{
+    return send_error(q, st, msg, strlen(msg), 0, 0);
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+static int is_hex64(const char *s, size_t n)
+{
+    if (n != 64) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return 0;
+    }
+    return 1;
+}
+
+/* Returns the route, or NET_R_UNKNOWN; *want_post says which method it takes. */
+static int route_of(const net_server *srv, const char *url, int *want_post, char wallet[65])
+{
+    static const struct {
+        const char *path;
+        int route, post;
+    } fixed[] = {
+        {"/v1/info", NET_R_INFO, 0},       {"/healthz", NET_R_HEALTHZ, 0},
+        {"/readyz", NET_R_READYZ, 0},      {"/metrics", NET_R_METRICS, 0},
+        {"/v1/dkg/round1", NET_R_DKG1, 1}, {"/v1/dkg/round2", NET_R_DKG2, 1},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (!strcmp(url, fixed[i].path)) {
+            *want_post = fixed[i].post;
+            return fixed[i].route;
+        }
+    static const char pre[] = "/v1/wallets/";
+    if (strncmp(url, pre, sizeof pre - 1)) return NET_R_UNKNOWN;
+    const char *id = url + sizeof pre - 1;
+    const char *slash = strchr(id, '/');
+    size_t idlen = slash ? (size_t)(slash - id) : strlen(id);
+    if (!is_hex64(id, idlen)) return NET_R_UNKNOWN;
+    memcpy(wallet, id, 64);
+    wallet[64] = 0;
+    if (!slash) {
+        *want_post = 0;
+        return NET_R_WALLET;
+    }
+    *want_post = 1;
+    if (!strcmp(slash, "/sign/round1")) return NET_R_SIGN1;
+    if (!strcmp(slash, "/sign/round2")) return NET_R_SIGN2;
+#if CG_FAULT_INJECTION
+    if (!strcmp(slash, "/fault") && srv->cfg.fault_injection) return NET_R_FAULT;
+#else
+    (void)srv;
+#endif
+    return NET_R_UNKNOWN;
+}
+
+/* ---- service endpoints ------------------------------------------------- */
+
+static enum MHD_Result serve_metrics(req *q)
+{
+    net_server *s = q->srv;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return fail(q, RT_RESOURCE_EXHAUSTED, "out of memory");
+    rt_stats st;
+    memset(&st, 0, sizeof st);
+    if (s->cfg.rt) rt_get_stats(s->cfg.rt, &st);
+#define G(name, help, v)                                                                           \
+    fprintf(f,                                                                                     \
+            "# HELP cosignerd_" name " " help "\n# TYPE cosignerd_" name " gauge\ncosignerd_" name \
+            " %llu\n",                                                                             \
+            (unsigned long long)(v))
+#define C(name, help, v)                                                                           \
+    fprintf(f,                                                                                     \
+            "# HELP cosignerd_" name " " help "\n# TYPE cosignerd_" name                           \
+            " counter\ncosignerd_" name " %llu\n",                                                 \
+            (unsigned long long)(v))
+    G("actors_resident", "Wallet actors with a live activation.", st.resident);
+    C("actor_activations_total", "Actor instances created.", st.activations);
+    C("actor_activation_failures_total", "Actor activations that failed.", st.activation_failures);
+    C("actor_evictions_total", "Idle actors evicted.", st.evictions);
+    C("actor_restarts_total", "Supervisor restarts after actor-level faults.", st.restarts);
+    C("actor_quarantines_total", "Actors quarantined after a restart storm.", st.quarantines);
+    fprintf(f,
+            "# HELP cosignerd_handler_faults_total Handler faults by kind.\n"
+            "# TYPE cosignerd_handler_faults_total counter\n"
+            "cosignerd_handler_faults_total{kind=\"timeout\"} %llu\n"
+            "cosignerd_handler_faults_total{kind=\"panic\"} %llu\n",
+            (unsigned long long)st.handler_timeouts,
+            (unsigned long long)(st.handler_faults - st.handler_timeouts));
+    fprintf(f,
+            "# HELP cosignerd_mailbox_drops_total Messages refused on a full mailbox.\n"
+            "# TYPE cosignerd_mailbox_drops_total counter\n"
+            "cosignerd_mailbox_drops_total{kind=\"client\"} %llu\n"
+            "cosignerd_mailbox_drops_total{kind=\"tick\"} %llu\n",
+            (unsigned long long)st.mailbox_full, (unsigned long long)st.tick_drops);
+    C("actor_messages_total", "Client messages handled by actors.", st.messages);
+    C("actor_commits_total", "Durable actor record saves.", st.commits);
+    C("actor_commit_failures_total", "Durable actor record saves that failed.", st.commit_failures);
+    G("actor_parked_replies", "Rendezvous replies waiting for other devices.", st.parked);
+    G("http_requests_in_flight", "Requests waiting for an actor.", atomic_load(&s->in_flight));
+    G("http_connections_open", "Open HTTP connections.", atomic_load(&s->connections));
+#undef G
+#undef C
+    net_metrics_write(&s->m, f);
+    if (s->cfg.metrics_extra) s->cfg.metrics_extra(s->cfg.metrics_ud, f);
+    fclose(f);
+    return send_body(q, 200, "text/plain; version=0.0.4", buf, len, 0);
+}
+
+static enum MHD_Result serve_plain(req *q, unsigned http, const char *text)
+{
+    char *b = strdup(text);
+    if (!b) return MHD_NO;
+    return send_body(q, http, "text/plain", b, strlen(b), http == 503 ? 1 : 0);
+}
+
+/* ---- actor requests ---------------------------------------------------- */
+
+static void on_reply(void *arg, rt_reply *reply)
+{
+    req *q = arg;
+    q->reply = *reply;
+    reply->data = NULL;
+    atomic_store_explicit(&q->done, 1, memory_order_release);
+    /* The connection is suspended (it was suspended before rt_send), so it
+     * cannot be closed under us; resuming hands it back to its MHD thread,
+     * which calls the access handler again to respond. */
+    MHD_resume_connection(q->conn);
+}
+
+static void auth_fail(req *q, int why)
+{
+    atomic_fetch_add(&q->srv->m.auth_fail[why], 1);
+}
+
+static enum MHD_Result dispatch(req *q)
+{
+    net_server *s = q->srv;
+    char err[256];
+    /* 1. Authentication, before anything else looks at the request. */
+    int why = 0;
+    uint64_t now = net_unix_ms();
+    if (net_auth_verify(&q->auth, q->method, q->path, (uint8_t *)q->body, q->len, now,
+                        s->cfg.auth_window_ms, &why) != RT_OK) {
+        auth_fail(q, why);
+        return fail(q, RT_UNAUTHENTICATED,
+                    why == NET_AF_STALE ? "request timestamp outside the accepted window"
+                                        : "bad request signature");
+    }
+    rt_status st = net_replay_check(s->replay, q->auth.pk, q->auth.nonce, now);
+    if (st == RT_ALREADY_EXISTS) {
+        auth_fail(q, NET_AF_REPLAY);
+        return fail(q, RT_UNAUTHENTICATED, "replayed request (pk, nonce already seen)");
+    }
+    if (st != RT_OK) {
+        auth_fail(q, NET_AF_CACHE_FULL);
+        return fail(q, RT_UNAVAILABLE, "replay cache full; retry later");
+    }
+    /* 2. Parse. */
+    json_t *body = NULL;
+    if (q->route != NET_R_WALLET) {
+        json_error_t je;
+        body = json_loadb(q->body ? q->body : "", q->len, JSON_REJECT_DUPLICATES, &je);
+        if (!body || !json_is_object(body)) {
+            json_decref(body);
+            snprintf(err, sizeof err, "malformed JSON: %s", body ? "not an object" : je.text);
+            return fail(q, RT_INVALID_ARGUMENT, err);
+        }
+    }
+    enum MHD_Result ret;
+    st = net_codec_target(q->route, q->wallet_hex, body, &q->call, err, sizeof err);
+    if (st != RT_OK) {
+        ret = send_error(q, st, err, strlen(err), q->call.blame, 0);
+        goto out;
+    }
+    /* 3. Authorization: the signer must be a participant of the wallet. */
+    net_params p;
+    uint8_t *meta = NULL;
+    size_t mlen = 0;
+    if (q->route == NET_R_DKG1) {
+        net_params_parse(q->call.params, q->call.params_len, &p);
+        if (net_params_index(&p, s->cfg.hostpubkey) < 0) {
+            ret = fail(q, RT_INVALID_ARGUMENT, "params must include the service host public key");
+            goto out;
+        }
+    } else {
+        st = s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &meta, &mlen);
+        if (st == RT_NOT_FOUND) {
+            ret = fail(q, RT_NOT_FOUND, "unknown wallet");
+            goto out;
+        }
+        if (st != RT_OK) {
+            ret = fail(q, st, "wallet metadata unavailable");
+            goto out;
+        }
+        /* The stored participant list is public and unencrypted: trust it
+         * only if it hashes to the wallet id the client named. */
+        uint8_t id[32];
+        uint64_t blame;
+        if (net_params_parse(meta, mlen, &p) != RT_OK ||
+            cg_wallet_id(p.hostpubkeys, p.n, p.t, id, &blame) != RT_OK ||
+            memcmp(id, q->call.key.b, 32)) {
+            free(meta);
+            ret = fail(q, RT_DATA_LOSS, "wallet metadata failed its integrity check");
+            goto out;
+        }
+    }
+    int idx = net_params_index(&p, q->auth.pk);
+    free(meta);
+    if (idx < 0) {
+        auth_fail(q, NET_AF_NOT_PARTICIPANT);
+        ret = fail(q, RT_PERMISSION_DENIED, "key is not a participant of this wallet");
+        goto out;
+    }
+    /* 4. The command. */
+    if (q->route == NET_R_FAULT) {
+        json_t *k = json_object_get(body, "kind");
+        static const char *const kinds[] = {"", "trap", "return", "spin", "oom", "snapshot"};
+        uint32_t kind = 0;
+        for (uint32_t i = 1; i <= CG_FAULT_KIND_MAX_; i++)
+            if (json_is_string(k) && !strcmp(json_string_value(k), kinds[i])) kind = i;
+        if (json_is_string(k) && !strcmp(json_string_value(k), "actor")) {
+            rt_inject_actor_fault(s->cfg.rt, &q->call.key);
+            ret = send_json(q, 200, json_pack("{s:b}", "injected", 1), 0);
+            goto out;
+        }
+        if (!kind) {
+            ret = fail(q, RT_INVALID_ARGUMENT, "unknown fault kind");
+            goto out;
+        }
+        st = net_codec_fault(kind, q->auth.pk, &q->call, err, sizeof err);
+    } else {
+        st = net_codec_encode(q->route, body, q->auth.pk, &q->call, err, sizeof err);
+    }
+    if (st != RT_OK) {
+        ret = fail(q, st, err);
+        goto out;
+    }
+    /* 5. Off to the actor. Suspend first: the reply may come back on another
+     * thread (or on this one, when refused up front) before rt_send returns. */
+    q->state = RQ_SENT;
+    atomic_fetch_add(&s->in_flight, 1);
+    MHD_suspend_connection(q->conn);
+    rt_send(s->cfg.rt, &q->call.key, q->call.cmd, q->call.cmd_len,
+            rt_now_ms() + s->cfg.rendezvous_ms, on_reply, q);
+    ret = MHD_YES;
+out:
+    json_decref(body);
+    return ret;
+}
+
+static enum MHD_Result respond_reply(req *q)
+{
+    net_server *s = q->srv;
+    rt_reply *r = &q->reply;
+    if (r->status != RT_OK)
+        return send_error(q, r->status, (const char *)r->data, r->len, r->blame, r->retry_after_ms);
+    if (q->route == NET_R_DKG1) {
+        /* Record who may address this wallet, before any device learns its
+         * id: every later route authorizes against it without an actor. */
+        uint8_t *old = NULL;
+        size_t olen = 0;
+        if (s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &old, &olen) != RT_OK) {
+            rt_status st =
+                s->cfg.meta.put(s->cfg.meta.ud, &q->call.key, q->call.params, q->call.params_len);
+            if (st != RT_OK) return fail(q, RT_UNAVAILABLE, "could not record wallet metadata");
+        }
+        free(old);
+    }
+    json_t *o = NULL;
+    rt_status st = net_codec_reply(q->route, &q->call, r->data, r->len, &o);
+    if (st != RT_OK || !o) return fail(q, RT_INTERNAL, "malformed reply from the wallet actor");
+    return send_json(q, 200, o, 0);
+}
+
+/* ---- MHD callbacks ----------------------------------------------------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    net_server *s = cls;
+    req *q = *con_cls;
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        if (!q) return MHD_NO;
+        q->srv = s;
+        q->conn = c;
+        q->t0_us = mono_us();
+        *con_cls = q;
+        atomic_fetch_add(&s->requests, 1);
+        snprintf(q->method, sizeof q->method, "%s", method);
+        if (strlen(url) > s->cfg.url_max) return fail(q, NET_ST_URI_TOO_LONG, "URL too long");
+        snprintf(q->path, sizeof q->path, "%s", url);
+        if (atomic_load(&s->connections) > s->cfg.max_connections) {
+            atomic_fetch_add(&s->m.connections_refused, 1);
+            return fail(q, RT_RESOURCE_EXHAUSTED, "connection limit reached");
+        }
+        int want_post = 0;
+        q->route = route_of(s, url, &want_post, q->wallet_hex);
+        if (q->route == NET_R_UNKNOWN) return fail(q, RT_NOT_FOUND, "no such route");
+        if (strcmp(method, want_post ? "POST" : "GET") &&
+            !(strcmp(method, "HEAD") == 0 && !want_post))
+            return fail(q, RT_NOT_FOUND, "no such route for this method");
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.body_max)
+            return fail(q, NET_ST_PAYLOAD_TOO_LARGE, "request body too large");
+        if (q->route >= NET_R_DKG1) {
+            const char *a =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+            if (!a) {
+                auth_fail(q, NET_AF_MISSING);
+                return fail(q, RT_UNAUTHENTICATED, "missing Authorization header");
+            }
+            if (!net_auth_parse(&q->auth, a)) {
+                auth_fail(q, NET_AF_MALFORMED);
+                return fail(q, RT_UNAUTHENTICATED, "malformed Authorization header");
+            }
+        }
+        return MHD_YES;
+    }
+    if (q->responded) {
+        /* An early refusal was queued; discard whatever body still arrives. */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (mono_us() - q->t0_us > s->cfg.request_max_ms * 1000) {
+            /* Trickled body: close rather than let it hold a connection. */
+            atomic_fetch_add(&s->m.slow_uploads, 1);
+            return MHD_NO;
+        }
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (q->too_large || n > s->cfg.body_max - q->len) {
+            q->too_large = 1;
+            return MHD_YES;
+        }
+        if (q->len + n > q->cap) {
+            size_t nc = q->cap ? q->cap : 1024;
+            while (nc < q->len + n)
+                nc *= 2;
+            char *nb = realloc(q->body, nc);
+            if (!nb) return MHD_NO;
+            q->body = nb;
+            q->cap = nc;
+        }
+        memcpy(q->body + q->len, upload, n);
+        q->len += n;
+        return MHD_YES;
+    }
+    if (q->state == RQ_SENT) {
+        if (!atomic_load_explicit(&q->done, memory_order_acquire)) return MHD_YES;
+        q->state = RQ_DONE;
+        return respond_reply(q);
+    }
+    if (q->too_large) return fail(q, NET_ST_PAYLOAD_TOO_LARGE, "request body too large");
+    switch (q->route) {
+    case NET_R_HEALTHZ:
+        return serve_plain(q, 200, "ok\n");
+    case NET_R_READYZ:
+        return atomic_load(&s->ready) && !atomic_load(&s->draining)
+                   ? serve_plain(q, 200, "ready\n")
+                   : serve_plain(q, 503, "not ready\n");
+    case NET_R_METRICS:
+        return serve_metrics(q);
+    case NET_R_INFO: {
+        char pk[67];
+        net_hex_encode(pk, s->cfg.hostpubkey, 33);
+        return send_json(q, 200,
+                         json_pack("{s:s,s:s}", "hostpubkey", pk, "version",
+                                   s->cfg.version ? s->cfg.version : ""),
+                         0);
+    }
+    default:
+        if (atomic_load(&s->draining)) return fail(q, RT_UNAVAILABLE, "service is shutting down");
+        return dispatch(q);
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    net_server *s = cls;
+    req *q = *con_cls;
+    if (!q) return;
+    *con_cls = NULL;
+    net_metrics_observe(&s->m, q->route, q->responded ? q->http : 0, mono_us() - q->t0_us);
+    if (q->state != RQ_READ) {
+        atomic_fetch_sub(&s->in_flight, 1);
+        rt_reply_free(&q->reply);
+    }
+    net_call_free(&q->call);
+    free(q->body);
+    free(q);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)c;
+    (void)socket_ctx;
+    net_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&s->connections, 1);
+        atomic_fetch_add(&s->m.connections_total, 1);
+    } else {
+        atomic_fetch_sub(&s->connections, 1);
+    }
+}
+
+static void on_mhd_log(void *cls, const char *fm, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fm, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = 0;
+    fprintf(stderr, "level=warn event=http_error msg=\"%s\"\n", buf);
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+rt_status net_start(const net_config *cfg, net_server **out)
+{
+    if (!cfg->rt || !cfg->meta.get || !cfg->meta.put) return RT_INVALID_ARGUMENT;
+    net_server *s = calloc(1, sizeof *s);
+    if (!s) return RT_RESOURCE_EXHAUSTED;
+    s->cfg = *cfg;
+    net_config *c = &s->cfg;
+    if (!c->host) c->host = "127.0.0.1";
+    if (!c->threads) c->threads = 2;
+    if (!c->body_max) c->body_max = 64 * 1024;
+    if (!c->header_max) c->header_max = 16 * 1024;
+    if (!c->url_max) c->url_max = 512;
+    if (c->url_max > 512) c->url_max = 512; /* the path buffer and the auth message */
+    if (!c->conn_timeout_s) c->conn_timeout_s = 15;
+    if (!c->request_max_ms) c->request_max_ms = 30000;
+    if (!c->max_connections) c->max_connections = 1024;
+    if (!c->rendezvous_ms) c->rendezvous_ms = 30000;
+    if (!c->auth_window_ms) c->auth_window_ms = 300000;
+    if (!c->replay_entries) c->replay_entries = 1u << 20;
+    s->replay = net_replay_new(c->replay_entries, c->auth_window_ms);
+    if (!s->replay) {
+        free(s);
+        return RT_RESOURCE_EXHAUSTED;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, c->host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(c->port);
+    } else if (inet_pton(AF_INET6, c->host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(c->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        net_replay_free(s->replay);
+        free(s);
+        return RT_INVALID_ARGUMENT;
+    }
+    /* Hard limit above the soft one, so that between the two we can still
+     * answer 429 with Retry-After instead of silently dropping sockets. */
+    unsigned hard = c->max_connections + 64;
+    s->d = MHD_start_daemon(
+        flags, c->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads, MHD_OPTION_CONNECTION_LIMIT, hard,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)c->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->header_max,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
+    if (!s->d) {
+        net_replay_free(s->replay);
+        free(s);
+        return RT_UNAVAILABLE;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : c->port;
+    *out = s;
+    return RT_OK;
+}
+
+uint16_t net_port(const net_server *s)
+{
+    return s->port;
+}
+
+void net_set_ready(net_server *s, int ready)
+{
+    atomic_store(&s->ready, ready);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+unsigned net_drain(net_server *s, uint64_t timeout_ms)
+{
+    atomic_store(&s->draining, 1);
+    /* Stop accepting: the listen socket closes, established connections
+     * (and their suspended requests) carry on. */
+    MHD_socket ls = MHD_quiesce_daemon(s->d);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
+    uint64_t end = rt_now_ms() + timeout_ms;
+    while (atomic_load(&s->in_flight) && rt_now_ms() < end)
+        sleep_ms(10);
+    return (unsigned)atomic_load(&s->in_flight);
+}
+
+void net_stop(net_server *s)
+{
+    if (!s) return;
+    /* After rt_stop every request has its reply; give the threads a moment
+     * to write the resumed responses out. */
+    uint64_t end = rt_now_ms() + 2000;
+    while (atomic_load(&s->in_flight) && rt_now_ms() < end)
+        sleep_ms(5);
+    MHD_stop_daemon(s->d);
+    net_replay_free(s->replay);
+    free(s);
+}
+
+void net_get_stats(net_server *s, net_stats *out)
+{
+    uint64_t af = 0;
+    for (int i = 0; i < NET_AF_COUNT_; i++)
+        af += atomic_load(&s->m.auth_fail[i]);
+    out->requests = atomic_load(&s->requests);
+    out->in_flight = atomic_load(&s->in_flight);
+    out->auth_failures = af;
+    out->connections = atomic_load(&s->connections);
+}
