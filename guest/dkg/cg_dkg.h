@@ -220,7 +220,7 @@ rt_status cg_dkg_participant_step2(cg_dkg_pstate2 *st2, uint8_t pmsg2[64],
  * cmsg2 is allowed); wipe it when done. Even on failure the session may have
  * succeeded for others: keep the host key (see the BIP). */
 rt_status cg_dkg_participant_finalize(cg_dkg_output *out, uint8_t *recovery, size_t recovery_cap,
-                                      size_t *recovery_len, const cg_dkg_pstate2 *st2,
+                                      size_t *recovery_len, cg_dkg_pstate2 *st2,
                                       const uint8_t *cmsg2, size_t cmsg2_len, cg_dkg_error *err);
 
 /* Investigation with the coordinator's cinv for this participant. Never
