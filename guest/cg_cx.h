@@ -42,6 +42,15 @@ CG_IMPORT(sha256) void cx_sha256(uint8_t out[32], const uint8_t *msg, size_t len
 CG_IMPORT(tagged_hash)
 void cx_tagged_hash(uint8_t out[32], const char *tag, size_t tag_len, const uint8_t *msg,
                     size_t len);
+#define CX_SHA256_CTX_LEN 128
+typedef struct cx_sha256_ctx {
+    uint8_t opaque[CX_SHA256_CTX_LEN];
+} cx_sha256_ctx;
+CG_IMPORT(sha256_init) void cx_sha256_init(cx_sha256_ctx *c);
+CG_IMPORT(tagged_hash_init)
+void cx_tagged_hash_init(cx_sha256_ctx *c, const char *tag, size_t tag_len);
+CG_IMPORT(sha256_update) void cx_sha256_update(cx_sha256_ctx *c, const uint8_t *msg, size_t len);
+CG_IMPORT(sha256_final) void cx_sha256_final(uint8_t out[32], cx_sha256_ctx *c);
 CG_IMPORT(bip340_sign)
 int cx_bip340_sign(uint8_t sig[64], const uint8_t *msg, size_t msg_len, const uint8_t seckey[32],
                    const uint8_t aux_rand[32]);

@@ -409,6 +409,44 @@ void cx_tagged_hash(uint8_t out[32], const char *tag, size_t tag_len, const uint
     sodium_memzero(&st, sizeof st);
 }
 
+_Static_assert(sizeof(crypto_hash_sha256_state) <= CX_SHA256_CTX_LEN, "cx_sha256_ctx too small");
+
+/* The opaque bytes may be unaligned (guest memory): work on an aligned copy. */
+void cx_sha256_init(cx_sha256_ctx *c)
+{
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    memset(c->opaque, 0, sizeof c->opaque);
+    memcpy(c->opaque, &st, sizeof st);
+}
+
+void cx_tagged_hash_init(cx_sha256_ctx *c, const char *tag, size_t tag_len)
+{
+    uint8_t th[32];
+    crypto_hash_sha256(th, (const uint8_t *)tag, tag_len);
+    cx_sha256_init(c);
+    cx_sha256_update(c, th, 32);
+    cx_sha256_update(c, th, 32);
+}
+
+void cx_sha256_update(cx_sha256_ctx *c, const uint8_t *msg, size_t len)
+{
+    crypto_hash_sha256_state st;
+    memcpy(&st, c->opaque, sizeof st);
+    crypto_hash_sha256_update(&st, msg, len);
+    memcpy(c->opaque, &st, sizeof st);
+    sodium_memzero(&st, sizeof st);
+}
+
+void cx_sha256_final(uint8_t out[32], cx_sha256_ctx *c)
+{
+    crypto_hash_sha256_state st;
+    memcpy(&st, c->opaque, sizeof st);
+    crypto_hash_sha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+    sodium_memzero(c->opaque, sizeof c->opaque);
+}
+
 /* ----- BIP340 ---------------------------------------------------------------- */
 
 int cx_bip340_sign(uint8_t sig[64], const uint8_t *msg, size_t msg_len, const uint8_t seckey[32],

@@ -81,6 +81,19 @@ void cx_sha256(uint8_t out[32], const uint8_t *msg, size_t len);
 void cx_tagged_hash(uint8_t out[32], const char *tag, size_t tag_len, const uint8_t *msg,
                     size_t len);
 
+/* Incremental SHA-256 for messages built from several parts (protocol
+ * hashes over variable-length inputs, without a scratch buffer). The state is
+ * plain bytes so it can live in guest memory; _final wipes it. */
+#define CX_SHA256_CTX_LEN 128
+typedef struct cx_sha256_ctx {
+    uint8_t opaque[CX_SHA256_CTX_LEN];
+} cx_sha256_ctx;
+void cx_sha256_init(cx_sha256_ctx *c);
+/* Starts a BIP340 tagged hash: init + absorb SHA256(tag) twice. */
+void cx_tagged_hash_init(cx_sha256_ctx *c, const char *tag, size_t tag_len);
+void cx_sha256_update(cx_sha256_ctx *c, const uint8_t *msg, size_t len);
+void cx_sha256_final(uint8_t out[32], cx_sha256_ctx *c);
+
 /* ----- BIP340 ----------------------------------------------------------- */
 int cx_bip340_sign(uint8_t sig[64], const uint8_t *msg, size_t msg_len, const uint8_t seckey[32],
                    const uint8_t aux_rand[32]);

@@ -334,6 +334,26 @@ static void test_hashes(void **state)
         assert_true(
             secp256k1_tagged_sha256(c, e, (const uint8_t *)tag, strlen(tag), msg, sizeof msg));
         assert_memory_equal(h, e, 32);
+        /* the incremental form, split at every position, agrees */
+        for (size_t cut = 0; cut <= sizeof msg; cut += 7) {
+            cx_sha256_ctx hc;
+            cx_tagged_hash_init(&hc, tag, strlen(tag));
+            cx_sha256_update(&hc, msg, cut);
+            cx_sha256_update(&hc, msg + cut, sizeof msg - cut);
+            cx_sha256_final(h, &hc);
+            assert_memory_equal(h, e, 32);
+            for (size_t i = 0; i < sizeof hc.opaque; i++)
+                assert_int_equal(hc.opaque[i], 0); /* final wipes the state */
+        }
+        {
+            cx_sha256_ctx hc;
+            cx_sha256_init(&hc);
+            cx_sha256_update(&hc, (const uint8_t *)"a", 1);
+            cx_sha256_update(&hc, (const uint8_t *)"bc", 2);
+            cx_sha256_final(h, &hc);
+            cx_sha256(e, (const uint8_t *)"abc", 3);
+            assert_memory_equal(h, e, 32);
+        }
         secp256k1_context_destroy(c);
     }
 }
