@@ -77,6 +77,44 @@ static int count_cb(void *arg, const rt_key *key, uint64_t version)
     return 0;
 }
 
+typedef struct counter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned pending, ok, unavailable, other;
+} counter;
+
+static void counter_init(counter *c, unsigned pending)
+{
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->pending = pending;
+}
+
+static void counter_done(void *arg, rt_status st)
+{
+    counter *c = arg;
+    pthread_mutex_lock(&c->mu);
+    if (st == RT_OK)
+        c->ok++;
+    else if (st == RT_UNAVAILABLE)
+        c->unavailable++;
+    else
+        c->other++;
+    if (--c->pending == 0) pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void counter_wait(counter *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->pending)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -143,11 +181,20 @@ static void test_round_trip(void **state)
     free(got);
     assert_int_equal(p->load(p->ud, &k3, &got, &len, &ver), RT_NOT_FOUND);
     assert_int_equal(ver, 0);
+    counter c;
+    counter_init(&c, 2);
+    n = expected_rec(1, 3, buf);
+    p->save(p->ud, &k1, buf, n, 3, counter_done, &c);
+    p->save(p->ud, &k1, buf, n, 3, counter_done, &c); /* stale */
+    counter_wait(&c);
+    assert_int_equal(c.ok, 1);
+    assert_int_equal(c.other, 1);
+    check_rec(s, 1, 3);
     store_close(s);
 
     /* Everything acknowledged survives a restart. */
     s = open_ok(sub, NULL);
-    check_rec(s, 1, 2);
+    check_rec(s, 1, 3);
     check_rec(s, 2, 1);
     assert_int_equal(get_status(s, 3), RT_NOT_FOUND);
     assert_int_equal(store_get_meta(s, mk, &mv, &ml), RT_OK);
@@ -218,6 +265,30 @@ static char *three_wallets(uint8_t *old1, size_t *old1_len)
     put_expected(s, 3, 1);
     store_close(s);
     return dir;
+}
+
+static void test_corrupt_file(void **state)
+{
+    (void)state;
+    char *dir = tmp_store_dir();
+    store *s = open_ok(dir, NULL);
+    put_expected(s, 1, 1);
+    store_close(s);
+    /* Both LMDB meta pages garbage: a clean refusal, not a crash. */
+    char p[600];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    FILE *f = fopen(p, "r+");
+    assert_non_null(f);
+    uint8_t junk[8192];
+    memset(junk, 0xa5, sizeof junk);
+    assert_int_equal(fwrite(junk, 1, sizeof junk, f), sizeof junk);
+    fclose(f);
+    char err[256];
+    s = NULL;
+    rt_status st = store_open(dir, NULL, &s, err, sizeof err);
+    assert_int_not_equal(st, RT_OK);
+    assert_null(s);
+    rm_rf(dir);
 }
 
 static void test_tamper_flip(void **state)
@@ -339,44 +410,6 @@ static void test_tamper_replay(void **state)
 }
 
 /* ------------------------------------------------- injected failures -- */
-
-typedef struct counter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned pending, ok, unavailable, other;
-} counter;
-
-static void counter_init(counter *c, unsigned pending)
-{
-    memset(c, 0, sizeof *c);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    c->pending = pending;
-}
-
-static void counter_done(void *arg, rt_status st)
-{
-    counter *c = arg;
-    pthread_mutex_lock(&c->mu);
-    if (st == RT_OK)
-        c->ok++;
-    else if (st == RT_UNAVAILABLE)
-        c->unavailable++;
-    else
-        c->other++;
-    if (--c->pending == 0) pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-}
-
-static void counter_wait(counter *c)
-{
-    pthread_mutex_lock(&c->mu);
-    while (c->pending)
-        pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
-}
 
 static void test_injected_write_failure(void **state)
 {
@@ -579,10 +612,15 @@ static void test_10k_wallets(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest all[] = {
-        cmocka_unit_test(test_round_trip),           cmocka_unit_test(test_key_file_rules),
-        cmocka_unit_test(test_tamper_flip),          cmocka_unit_test(test_tamper_swap),
-        cmocka_unit_test(test_tamper_replay),        cmocka_unit_test(test_injected_write_failure),
-        cmocka_unit_test(test_group_commit_batches), cmocka_unit_test(test_concurrent_writers),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_key_file_rules),
+        cmocka_unit_test(test_corrupt_file),
+        cmocka_unit_test(test_tamper_flip),
+        cmocka_unit_test(test_tamper_swap),
+        cmocka_unit_test(test_tamper_replay),
+        cmocka_unit_test(test_injected_write_failure),
+        cmocka_unit_test(test_group_commit_batches),
+        cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_10k_wallets),
     };
     /* argv[1] = "concurrency": only the tests worth running under TSan. */
