@@ -181,16 +181,18 @@ static void prefixed_hash(uint8_t out[32], const char *prefix, const char *suffi
 
 #define PFX_MSG_MAX 8u
 
+/* pub33 is the compressed public key of seckey, which the caller already has. */
 static int schnorr_sign_prefixed(uint8_t sig[64], const uint8_t *msg, size_t msg_len,
-                                 const uint8_t seckey[32], const uint8_t aux[32],
-                                 const char *prefix)
+                                 const uint8_t seckey[32], const uint8_t pub33[33],
+                                 const uint8_t aux[32], const char *prefix)
 {
     uint8_t d[32], k[32], e[32], buf[32 + 32 + 32 + PFX_MSG_MAX], h[32];
-    point P, R;
+    point R;
     int even, r = 0;
 
     if (msg_len > PFX_MSG_MAX || cx_scalar_is_zero(seckey) || !cx_scalar_check(seckey)) return 0;
-    if (!cx_point_mul_base(P, seckey) || !cx_point_xonly(buf + 32, &even, P)) goto out;
+    even = pub33[0] == 0x02;
+    memcpy(buf + 32, pub33 + 1, 32);
     memcpy(d, seckey, 32);
     if (!even && !cx_scalar_neg(d, seckey)) goto out;
     prefixed_hash(h, prefix, "/aux", aux, 32);
@@ -238,11 +240,12 @@ static int schnorr_verify_prefixed(const uint8_t sig[64], const uint8_t *msg, si
 
 /* ----- proofs of possession (simplpedpop) -------------------------------- */
 
-static int pop_prove(uint8_t pop[64], const uint8_t seckey[32], uint32_t idx, const uint8_t aux[32])
+static int pop_prove(uint8_t pop[64], const uint8_t seckey[32], const uint8_t com33[33],
+                     uint32_t idx, const uint8_t aux[32])
 {
     uint8_t m[4];
     be32_put(m, idx);
-    return schnorr_sign_prefixed(pop, m, 4, seckey, aux, POP_TAG_PREFIX);
+    return schnorr_sign_prefixed(pop, m, 4, seckey, com33, aux, POP_TAG_PREFIX);
 }
 
 /* com is a non-infinity commitment to a secret; the pop signs for its x-only key. */
@@ -396,14 +399,21 @@ static int ser_points(uint8_t *out, const point *p, uint32_t count)
     return 1;
 }
 
-/* Threshold key and all public shares of a (tweaked) summed commitment. */
-static int dkg_public_output(cg_dkg_output *out, const point *com, uint32_t t, uint32_t n)
+/* Threshold key and all public shares of a (tweaked) summed commitment;
+ * the pubshare of `known` (if < n) was computed already and is `known_P`. */
+static int dkg_public_output(cg_dkg_output *out, const point *com, uint32_t t, uint32_t n,
+                             uint32_t known, const uint8_t *known_P)
 {
     point P;
     out->n = n;
     if (!cx_point_ser(out->threshold_pubkey, com[0])) return 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (!vss_pubshare(P, com, t, i) || !cx_point_ser(out->pubshares[i], P)) return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i == known) {
+            if (!cx_point_ser(out->pubshares[i], known_P)) return 0;
+        } else if (!vss_pubshare(P, com, t, i) || !cx_point_ser(out->pubshares[i], P)) {
+            return 0;
+        }
+    }
     return 1;
 }
 
@@ -502,6 +512,10 @@ static int sum_scalars(uint8_t out[32], const uint8_t (*s)[32], uint32_t count)
 
 /* ----- participant ----------------------------------------------------------- */
 
+/* Step 2 keeps the parsed commitments in cg_dkg_pstate2.eq_buf for a while. */
+_Static_assert(sizeof(((cg_dkg_pstate2 *)0)->eq_buf) >= CG_DKG_MAX_N * CX_POINT_LEN,
+               "eq_buf too small for the parsed commitments");
+
 rt_status cg_dkg_participant_step1(cg_dkg_pstate1 *st1, uint8_t *pmsg1, size_t pmsg1_cap,
                                    size_t *pmsg1_len, const uint8_t *hostseckey,
                                    size_t hostseckey_len, const cg_dkg_params *params,
@@ -552,7 +566,7 @@ rt_status cg_dkg_participant_step1(cg_dkg_pstate1 *st1, uint8_t *pmsg1, size_t p
         if (!cx_scalar_check(coeffs[j])) goto out;
         if (!cx_point_mul_base(P, coeffs[j]) || !cx_point_ser(pmsg1 + 33u * j, P)) goto out;
     }
-    if (!pop_prove(pmsg1 + 33u * t, coeffs[0], idx, aux)) goto out;
+    if (!pop_prove(pmsg1 + 33u * t, coeffs[0], pmsg1, idx, aux)) goto out;
     memcpy(pmsg1 + 33u * t + 64, pubnonce, 33);
 
     /* Shares f(i+1), each encrypted to participant i (to ourselves with a
@@ -628,10 +642,13 @@ rt_status cg_dkg_participant_step2(cg_dkg_pstate2 *st2, uint8_t pmsg2[64],
     const uint8_t *pubnonces = pops + 64u * n;          /* n * 33, parsed lazily */
     const uint8_t *enc_secshares = pubnonces + 33u * n; /* n scalars */
 
-    /* Parse as the reference does: malformed content is the coordinator's. */
+    /* Parse as the reference does: malformed content is the coordinator's.
+     * The parsed commitments live in st2's equality-check buffer until the
+     * pops are checked; eq_input is written there only afterwards. */
+    point *cs = (point *)st2->eq_buf;
     memset(sum, 0, sizeof sum); /* sum[0] accumulates coms_to_secrets */
     for (uint32_t i = 0; i < n; i++) {
-        if (!cx_point_parse(P, coms + 33u * i, 1)) {
+        if (!cx_point_parse(cs[i], coms + 33u * i, 1)) {
             st = fail(err, CG_DKG_ERR_FAULTY_COORDINATOR, "invalid commitment to secret");
             goto out;
         }
@@ -671,20 +688,19 @@ rt_status cg_dkg_participant_step2(cg_dkg_pstate2 *st2, uint8_t pmsg2[64],
         goto out;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if (!cx_point_parse(P, coms + 33u * i, 1)) goto out;
         if (i != idx) {
-            if (cx_point_is_inf(P)) {
+            if (cx_point_is_inf(cs[i])) {
                 st = blame(err, CG_DKG_ERR_FAULTY_PARTICIPANT_OR_COORDINATOR, i,
                            "Participant sent invalid commitment");
                 goto out;
             }
-            if (!pop_verify(pops + 64u * i, P, i)) {
+            if (!pop_verify(pops + 64u * i, cs[i], i)) {
                 st = blame(err, CG_DKG_ERR_FAULTY_PARTICIPANT_OR_COORDINATOR, i,
                            "Participant sent invalid proof-of-knowledge");
                 goto out;
             }
         }
-        if (!cx_point_add(sum[0], sum[0], P)) goto out;
+        if (!cx_point_add(sum[0], sum[0], cs[i])) goto out;
     }
 
     /* The untweaked summed commitment goes into the equality check. */
@@ -719,7 +735,7 @@ rt_status cg_dkg_participant_step2(cg_dkg_pstate2 *st2, uint8_t pmsg2[64],
     }
 
     cg_dkg_output *o = &st2->output;
-    if (!dkg_public_output(o, (const point *)sum, t, n)) goto out;
+    if (!dkg_public_output(o, (const point *)sum, t, n, idx, Q)) goto out;
     o->has_secshare = 1;
     memcpy(o->secshare, tst, 32);
 
@@ -869,7 +885,6 @@ rt_status cg_dkg_coordinator_step1(cg_dkg_cstate *cst, uint8_t *cmsg1, size_t cm
     uint32_t t = params->t, n = params->n;
     if (!pmsgs1 || !pmsgs1_len || count != n)
         return fail(err, CG_DKG_ERR_VALUE, "need exactly one pmsg1 per participant");
-    if ((st = check_pmsgs1(pmsgs1, pmsgs1_len, t, n, err)) != RT_OK) return st;
     if (cmsg1_cap < CG_DKG_CMSG1_LEN(t, n))
         return fail(err, CG_DKG_ERR_VALUE, "cmsg1 buffer too small");
 
@@ -880,12 +895,21 @@ rt_status cg_dkg_coordinator_step1(cg_dkg_cstate *cst, uint8_t *cmsg1, size_t cm
      * against them); the other coefficients' commitments are summed. */
     memset(sum, 0, sizeof sum);
     for (uint32_t i = 0; i < n; i++) {
+        /* Each message is checked (in participant order, as the reference
+         * does) while it is added in, so every point is parsed once. */
         const uint8_t *m = pmsgs1[i];
+        if (!m || pmsgs1_len[i] != CG_DKG_PMSG1_LEN(t, n))
+            return fail(err, CG_DKG_ERR_VALUE, "pmsg1 length");
+        for (uint32_t j = 0; j < t; j++) {
+            if (!cx_point_parse(P, m + 33u * j, 1))
+                return blame(err, CG_DKG_ERR_FAULTY_PARTICIPANT, i, "invalid VSS commitment");
+            if (!cx_point_add(sum[j], sum[j], P)) return INTERNAL(err);
+        }
+        for (uint32_t k = 0; k < n; k++)
+            if (!cx_scalar_check(m + 33u * t + 97 + 32u * k))
+                return blame(err, CG_DKG_ERR_FAULTY_PARTICIPANT, i,
+                             "invalid encrypted secret share");
         memcpy(coms + 33u * i, m, 33);
-        if (!cx_point_parse(P, m, 1) || !cx_point_add(sum[0], sum[0], P)) return INTERNAL(err);
-        for (uint32_t j = 1; j < t; j++)
-            if (!cx_point_parse(P, m + 33u * j, 1) || !cx_point_add(sum[j], sum[j], P))
-                return INTERNAL(err);
         memcpy(pops + 64u * i, m + 33u * t, 64);
         memcpy(pubnonces + 33u * i, m + 33u * t + 64, 33);
     }
@@ -912,7 +936,7 @@ rt_status cg_dkg_coordinator_step1(cg_dkg_cstate *cst, uint8_t *cmsg1, size_t cm
     cst->eq_input_len = (uint32_t)off;
 
     if (!invalid_taproot_commit(sum, tweak, pubtweak) ||
-        !dkg_public_output(&cst->output, (const point *)sum, t, n))
+        !dkg_public_output(&cst->output, (const point *)sum, t, n, n, NULL))
         return INTERNAL(err);
     cst->output.has_secshare = 0;
     cst->params = *params;
@@ -1036,7 +1060,8 @@ rt_status cg_dkg_recover(cg_dkg_output *out, cg_dkg_params *params_out, const ui
 
     if (!invalid_taproot_commit(sum, tweak, pubtweak)) return INTERNAL(err);
     memset(out, 0, sizeof *out);
-    if (!dkg_public_output(out, (const point *)sum, (uint32_t)t, (uint32_t)n)) return INTERNAL(err);
+    if (!dkg_public_output(out, (const point *)sum, (uint32_t)t, (uint32_t)n, (uint32_t)n, NULL))
+        return INTERNAL(err);
 
     if (hostseckey || hostseckey_len) {
         if ((st = hostkey_check(hostpubkey, hostseckey, hostseckey_len, err)) != RT_OK) return st;
