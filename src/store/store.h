@@ -58,7 +58,9 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
                      size_t err_len);
 
 /* Drains queued puts (their callbacks fire), stops the committer, closes
- * LMDB and wipes keys. No call may be in flight or follow. */
+ * LMDB and wipes keys. No call may be in flight or follow: stop the runtime
+ * (rt_stop) before closing the store it persists to. One open store per
+ * directory per process (LMDB's locks are per process). */
 void store_close(store *s);
 
 /*
@@ -71,7 +73,9 @@ void store_close(store *s);
 rt_status store_get(store *s, const rt_key *key, uint8_t **rec, size_t *len, uint64_t *version);
 
 /* Done callback of a put: exactly once, on the committer thread (or on the
- * caller's thread when the put is refused up front). Must not block long. */
+ * caller's thread when the put is refused up front). Must not block long and
+ * must not wait for the store (store_put_sync, store_delete): the committer
+ * would wait on itself. store_put from it is fine. */
 typedef void (*store_done_cb)(void *arg, rt_status st);
 
 /*
