@@ -1,0 +1,298 @@
+/*
+ * bench.c — cosigner-bench, the load generator: N simulated users, each runs
+ * a DKG (one device + the service: 2-of-2 by default) then K signing
+ * sessions, C users in flight at once, over real HTTP to a running daemon.
+ *
+ *   cosigner-bench --url URL --users N --concurrency C --sessions K [--json]
+ *                  [--devices D] [--fault-rate F]
+ *
+ * Prints a progress line on stderr while running; at the end one JSON line
+ * per figure (--json) or a table, the last JSON line being
+ * {"workload":"signing_sessions","users":N,"concurrency":C,"sessions_per_s":X,"p99_ms":Y,"errors":E}.
+ * --fault-rate F asks the service (fault-injection builds) to inject a
+ * handler fault into a fraction F of the users' wallets, to show that the
+ * other wallets are unaffected.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cx.h"
+#include "dev.h"
+#include "net.h"
+
+typedef struct lat {
+    double *v;
+    size_t n, cap;
+} lat;
+
+static void lat_add(lat *l, double ms)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = ms;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(lat *l, double p)
+{
+    if (!l->n) return 0;
+    size_t i = (size_t)ceil(p / 100.0 * (double)l->n);
+    if (i) i--;
+    if (i >= l->n) i = l->n - 1;
+    return l->v[i];
+}
+
+enum { L_DKG = DEV_PHASES, L_SESSION, L_COUNT };
+static const char *const lat_names[L_COUNT] = {"dkg_round1",  "dkg_round2", "sign_round1",
+                                               "sign_round2", "dkg",        "session"};
+
+typedef struct user_ctx {
+    int sessions_left;
+    int inject;
+    double t0;
+} user_ctx;
+
+static struct {
+    http_client *hc;
+    uint8_t svc[33];
+    unsigned users, conc, sessions, devices;
+    double fault_rate;
+    unsigned started, finished, next;
+    unsigned long sessions_ok, errors, faults_injected;
+    unsigned long err_by_code[600];
+    lat l[L_COUNT];
+    double t_start, t_first_sign, t_end;
+    dev_user *u;
+    user_ctx *c;
+    int json;
+} B;
+
+static void start_user(unsigned i);
+
+static void user_finished(void)
+{
+    B.finished++;
+    if (B.next < B.users) start_user(B.next++);
+}
+
+static void count_error(long code)
+{
+    B.errors++;
+    B.err_by_code[code >= 0 && code < 600 ? code : 0]++;
+}
+
+static void next_session(dev_user *u);
+
+static void on_phase(dev_user *u, dev_phase ph, double ms)
+{
+    (void)u;
+    lat_add(&B.l[ph], ms);
+}
+
+static void on_sign(dev_user *u, int ok, long code, const char *msg)
+{
+    user_ctx *c = u->ud;
+    if (ok) {
+        B.sessions_ok++;
+        lat_add(&B.l[L_SESSION], dev_now_ms() - c->t0);
+    } else {
+        count_error(code);
+        if (B.errors <= 5) fprintf(stderr, "\ncosigner-bench: session failed: %s\n", msg);
+    }
+    next_session(u);
+}
+
+static void next_session(dev_user *u)
+{
+    user_ctx *c = u->ud;
+    if (c->sessions_left-- <= 0) {
+        user_finished();
+        return;
+    }
+    uint8_t msg[32];
+    cx_random(msg, sizeof msg);
+    uint32_t ids[DEV_MAX_N];
+    size_t n = 0;
+    for (uint32_t i = 0; i < u->w.n && n < u->w.t; i++)
+        ids[n++] = i; /* service is 0 */
+    if (!B.t_first_sign) B.t_first_sign = dev_now_ms();
+    c->t0 = dev_now_ms();
+    u->done = on_sign;
+    dev_sign(u, ids, n, msg, sizeof msg, 1, NULL);
+}
+
+static void on_fault(void *arg, long code, json_t *resp, const char *err)
+{
+    (void)resp;
+    (void)err;
+    dev_user *u = arg;
+    if (code == 500 || code == 200) B.faults_injected++;
+    next_session(u);
+}
+
+static void on_dkg(dev_user *u, int ok, long code, const char *msg)
+{
+    user_ctx *c = u->ud;
+    if (!ok) {
+        count_error(code);
+        if (B.errors <= 5) fprintf(stderr, "\ncosigner-bench: DKG failed: %s\n", msg);
+        user_finished();
+        return;
+    }
+    lat_add(&B.l[L_DKG], dev_now_ms() - c->t0);
+    if (c->inject) {
+        char path[128], wid[65];
+        net_hex_encode(wid, u->w.wallet_id, 32);
+        snprintf(path, sizeof path, "/v1/wallets/%s/fault", wid);
+        http_request(B.hc, "POST", path, json_pack("{s:s}", "kind", "trap"), u->w.seckey[1],
+                     on_fault, u);
+        return;
+    }
+    next_session(u);
+}
+
+static void start_user(unsigned i)
+{
+    dev_user *u = &B.u[i];
+    user_ctx *c = &B.c[i];
+    B.started++;
+    memset(u, 0, sizeof *u);
+    u->hc = B.hc;
+    u->ud = c;
+    u->on_phase = on_phase;
+    u->done = on_dkg;
+    c->sessions_left = (int)B.sessions;
+    c->inject = B.fault_rate > 0 && (double)(i % 1000) < B.fault_rate * 1000.0;
+    c->t0 = dev_now_ms();
+    dev_wallet_init(&u->w, B.devices + 1, B.devices + 1, 0, B.svc);
+    for (uint32_t k = 1; k <= B.devices; k++) {
+        u->w.is_dev[k] = 1;
+        dev_keygen(u->w.seckey[k], u->w.hostpk[k]);
+    }
+    dev_dkg(u);
+}
+
+static void progress(void *arg)
+{
+    (void)arg;
+    static double last;
+    double now = dev_now_ms();
+    if (now - last < 1000) return;
+    last = now;
+    double el = (now - B.t_start) / 1000.0;
+    fprintf(stderr, "\r[%6.1fs] users %u/%u done, %lu sessions (%.0f/s), %lu errors   ", el,
+            B.finished, B.users, B.sessions_ok, el > 0 ? (double)B.sessions_ok / el : 0.0,
+            B.errors);
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = "http://127.0.0.1:7074";
+    B.users = 100;
+    B.conc = 16;
+    B.sessions = 10;
+    B.devices = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) {
+            B.json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--help")) {
+            printf("Usage: cosigner-bench --url URL --users N --concurrency C --sessions K "
+                   "[--devices D] [--fault-rate F] [--json]\n");
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "cosigner-bench: %s needs a value (try --help)\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--url"))
+            url = v;
+        else if (!strcmp(a, "--users"))
+            B.users = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--concurrency"))
+            B.conc = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--sessions"))
+            B.sessions = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--devices"))
+            B.devices = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--fault-rate"))
+            B.fault_rate = strtod(v, NULL);
+        else {
+            fprintf(stderr, "cosigner-bench: unknown option %s (try --help)\n", a);
+            return 2;
+        }
+    }
+    if (!B.users || !B.conc || B.devices < 1 || B.devices > DEV_MAX_N - 1) {
+        fprintf(stderr, "cosigner-bench: users, concurrency must be > 0, devices 1..31\n");
+        return 2;
+    }
+    if (!cx_init()) return 1;
+    json_t *info = NULL;
+    if (http_get_json(url, "/v1/info", &info) != 200 || !info ||
+        !net_hex_decode(B.svc, 33, json_string_value(json_object_get(info, "hostpubkey")) ?: "",
+                        66)) {
+        fprintf(stderr, "cosigner-bench: cannot reach %s/v1/info\n", url);
+        return 1;
+    }
+    json_decref(info);
+    B.u = calloc(B.users, sizeof *B.u);
+    B.c = calloc(B.users, sizeof *B.c);
+    /* One connection per concurrent request: every device of every user in
+     * flight may be parked in a rendezvous at the same time. */
+    B.hc = http_new(url, B.conc * (B.devices + 1));
+    B.t_start = dev_now_ms();
+    for (; B.next < B.users && B.next < B.conc; B.next++)
+        start_user(B.next);
+    http_run(B.hc, progress, NULL);
+    B.t_end = dev_now_ms();
+    fprintf(stderr, "\n");
+    for (int k = 0; k < L_COUNT; k++)
+        qsort(B.l[k].v, B.l[k].n, sizeof(double), cmpd);
+    double sign_s = (B.t_end - (B.t_first_sign ? B.t_first_sign : B.t_start)) / 1000.0;
+    double rate = sign_s > 0 ? (double)B.sessions_ok / sign_s : 0;
+    if (!B.json) {
+        printf("%-12s %8s %9s %9s %9s %9s\n", "phase", "count", "p50_ms", "p95_ms", "p99_ms",
+               "max_ms");
+        for (int k = 0; k < L_COUNT; k++)
+            printf("%-12s %8zu %9.2f %9.2f %9.2f %9.2f\n", lat_names[k], B.l[k].n, pct(&B.l[k], 50),
+                   pct(&B.l[k], 95), pct(&B.l[k], 99), B.l[k].n ? B.l[k].v[B.l[k].n - 1] : 0.0);
+        printf("sessions: %lu ok in %.2f s (%.0f/s), errors: %lu", B.sessions_ok, sign_s, rate,
+               B.errors);
+        for (int c = 0; c < 600; c++)
+            if (B.err_by_code[c]) printf(" [%d: %lu]", c, B.err_by_code[c]);
+        if (B.fault_rate > 0) printf(", faults injected: %lu", B.faults_injected);
+        printf("\n");
+    }
+    for (int k = 0; k < L_COUNT; k++)
+        printf("{\"workload\":\"phase_latency\",\"phase\":\"%s\",\"count\":%zu,\"p50_ms\":%.3f,"
+               "\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
+               lat_names[k], B.l[k].n, pct(&B.l[k], 50), pct(&B.l[k], 95), pct(&B.l[k], 99),
+               B.l[k].n ? B.l[k].v[B.l[k].n - 1] : 0.0);
+    printf("{\"workload\":\"errors_by_code\"");
+    for (int c = 0; c < 600; c++)
+        if (B.err_by_code[c]) printf(",\"%d\":%lu", c, B.err_by_code[c]);
+    printf(",\"faults_injected\":%lu}\n", B.faults_injected);
+    printf("{\"workload\":\"signing_sessions\",\"users\":%u,\"concurrency\":%u,"
+           "\"sessions_per_s\":%.1f,\"p99_ms\":%.3f,\"errors\":%lu}\n",
+           B.users, B.conc, rate, pct(&B.l[L_SESSION], 99), B.errors);
+    http_free(B.hc);
+    for (int k = 0; k < L_COUNT; k++)
+        free(B.l[k].v);
+    cx_wipe(B.u, B.users * sizeof *B.u);
+    free(B.u);
+    free(B.c);
+    return B.errors ? 1 : 0;
+}

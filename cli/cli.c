@@ -1,0 +1,392 @@
+/*
+ * cli.c — cosigner-cli: what a wallet app embeds, as a command-line tool.
+ *
+ *   cosigner-cli keygen [--out FILE]
+ *   cosigner-cli --url URL info
+ *   cosigner-cli --url URL dkg --t T (--devices D | --key FILE...) [--out WALLET]
+ *   cosigner-cli --url URL sign --wallet WALLET --msg HEX [--taproot [--merkle-root HEX]]
+ *                [--signers I,J,...]
+ *
+ * Every device of the wallet is simulated in this process (one request per
+ * device per round, concurrently, since each round is a rendezvous).
+ * Human-readable output by default; --json for scripts. Exit status 0 on
+ * success, 1 on a refused or failed operation, 2 on usage errors.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cg_config.h"
+#include "cx.h"
+#include "dev.h"
+#include "net.h"
+
+static int json_out;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: cosigner-cli [--url URL] [--json] COMMAND [ARGS]\n\n"
+               "Commands:\n"
+               "  keygen [--out FILE]             new device host key (hex secret to FILE, 0600)\n"
+               "  info                            the service's host public key and version\n"
+               "  dkg --t T (--devices D | --key FILE...) [--out WALLET]\n"
+               "                                  ChillDKG between D simulated devices and the\n"
+               "                                  service (n = D + 1, threshold T)\n"
+               "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
+               "                                  BIP 445 signing session; the signature is\n"
+               "                                  verified locally (libsecp256k1)\n\n"
+               "Options:\n"
+               "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
+               "  --json      machine-readable output\n");
+}
+
+static void die(int code, const char *msg)
+{
+    if (json_out)
+        printf("{\"ok\":false,\"error\":\"%s\"}\n", msg);
+    else
+        fprintf(stderr, "cosigner-cli: %s\n", msg);
+    exit(code);
+}
+
+static int read_key(const char *path, uint8_t sk[32], uint8_t pk[33])
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char buf[80] = "";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    return net_hex_decode(sk, 32, buf, n) && cx_pubkey_from_seckey(pk, sk);
+}
+
+static int write_private(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return 0;
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    return close(fd) == 0 && ok;
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+    const char *out = NULL;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else
+            die(2, "keygen: unknown argument");
+    uint8_t sk[32], pk[33];
+    char skh[65], pkh[67], line[80];
+    if (!dev_keygen(sk, pk)) die(1, "key generation failed");
+    net_hex_encode(skh, sk, 32);
+    net_hex_encode(pkh, pk, 33);
+    if (out) {
+        snprintf(line, sizeof line, "%s\n", skh);
+        if (!write_private(out, line)) die(1, "cannot write the key file");
+    }
+    if (json_out)
+        printf("{\"ok\":true,\"hostpubkey\":\"%s\"%s%s%s}\n", pkh, out ? ",\"file\":\"" : "",
+               out ? out : "", out ? "\"" : "");
+    else if (out)
+        printf("host public key: %s\nsecret key written to %s (mode 0600)\n", pkh, out);
+    else
+        printf("host public key: %s\nhost secret key: %s\n", pkh, skh);
+    cx_wipe(sk, sizeof sk);
+    cx_wipe(skh, sizeof skh);
+    return 0;
+}
+
+static int service_key(const char *url, uint8_t pk[33], char *version, size_t vl)
+{
+    json_t *j = NULL;
+    long code = http_get_json(url, "/v1/info", &j);
+    int ok = code == 200 && j;
+    if (ok) {
+        json_t *h = json_object_get(j, "hostpubkey");
+        ok = json_is_string(h) &&
+             net_hex_decode(pk, 33, json_string_value(h), json_string_length(h));
+        if (version)
+            snprintf(version, vl, "%s", json_string_value(json_object_get(j, "version")) ?: "");
+    }
+    json_decref(j);
+    return ok;
+}
+
+static int cmd_info(const char *url)
+{
+    uint8_t pk[33];
+    char v[64], pkh[67];
+    if (!service_key(url, pk, v, sizeof v)) die(1, "cannot reach the service (GET /v1/info)");
+    net_hex_encode(pkh, pk, 33);
+    if (json_out)
+        printf("{\"ok\":true,\"hostpubkey\":\"%s\",\"version\":\"%s\"}\n", pkh, v);
+    else
+        printf("service host public key: %s\nversion: %s\n", pkh, v);
+    return 0;
+}
+
+static int op_ok;
+static long op_code;
+static char op_msg[256];
+
+static void on_done(dev_user *u, int ok, long code, const char *msg)
+{
+    (void)u;
+    op_ok = ok;
+    op_code = code;
+    snprintf(op_msg, sizeof op_msg, "%s", msg ? msg : "");
+}
+
+static json_t *hexj(const uint8_t *b, size_t n)
+{
+    char s[2 * 64 + 1];
+    net_hex_encode(s, b, n);
+    return json_string(s);
+}
+
+static json_t *wallet_json(const dev_wallet *w, const char *url)
+{
+    json_t *h = json_array(), *p = json_array(), *d = json_array();
+    for (uint32_t i = 0; i < w->n; i++) {
+        json_array_append_new(h, hexj(w->hostpk[i], 33));
+        json_array_append_new(p, hexj(w->pubshares[i], 33));
+        if (w->is_dev[i])
+            json_array_append_new(d, json_pack("{s:i,s:o,s:o}", "index", (int)i, "hostseckey",
+                                               hexj(w->seckey[i], 32), "secshare",
+                                               hexj(w->secshare[i], 32)));
+    }
+    return json_pack("{s:s,s:o,s:i,s:i,s:o,s:o,s:o,s:o}", "url", url, "wallet_id",
+                     hexj(w->wallet_id, 32), "t", (int)w->t, "service_index", (int)w->svc,
+                     "hostpubkeys", h, "thresh_pubkey", hexj(w->thresh_pk, 33), "pubshares", p,
+                     "devices", d);
+}
+
+static int jget(json_t *o, const char *k, uint8_t *out, size_t len)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) &&
+           net_hex_decode(out, len, json_string_value(v), json_string_length(v));
+}
+
+static int wallet_load(const char *path, dev_wallet *w)
+{
+    json_t *j = json_load_file(path, 0, NULL);
+    if (!j) return 0;
+    memset(w, 0, sizeof *w);
+    json_t *h = json_object_get(j, "hostpubkeys"), *p = json_object_get(j, "pubshares");
+    json_t *d = json_object_get(j, "devices");
+    w->n = (uint32_t)json_array_size(h);
+    w->t = (uint32_t)json_integer_value(json_object_get(j, "t"));
+    w->svc = (uint32_t)json_integer_value(json_object_get(j, "service_index"));
+    int ok = w->n >= 1 && w->n <= DEV_MAX_N && json_array_size(p) == w->n &&
+             jget(j, "wallet_id", w->wallet_id, 32) && jget(j, "thresh_pubkey", w->thresh_pk, 33);
+    for (uint32_t i = 0; ok && i < w->n; i++) {
+        json_t *a = json_array_get(h, i), *b = json_array_get(p, i);
+        ok = json_is_string(a) && json_is_string(b) &&
+             net_hex_decode(w->hostpk[i], 33, json_string_value(a), json_string_length(a)) &&
+             net_hex_decode(w->pubshares[i], 33, json_string_value(b), json_string_length(b));
+    }
+    for (size_t k = 0; ok && k < json_array_size(d); k++) {
+        json_t *e = json_array_get(d, k);
+        json_int_t i = json_integer_value(json_object_get(e, "index"));
+        ok = i >= 0 && i < (json_int_t)w->n && jget(e, "hostseckey", w->seckey[i], 32) &&
+             jget(e, "secshare", w->secshare[i], 32);
+        if (ok) w->is_dev[i] = 1;
+    }
+    json_decref(j);
+    w->ready = ok;
+    return ok;
+}
+
+static int cmd_dkg(const char *url, int argc, char **argv)
+{
+    long t = 0, devices = 0;
+    const char *out = NULL;
+    const char *keys[DEV_MAX_N];
+    int nkeys = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--t") && i + 1 < argc)
+            t = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--devices") && i + 1 < argc)
+            devices = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--key") && i + 1 < argc && nkeys < DEV_MAX_N - 1)
+            keys[nkeys++] = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else
+            die(2, "dkg: unknown argument (see --help)");
+    }
+    if (!devices) devices = nkeys;
+    if (devices < 1 || devices > DEV_MAX_N - 1 || (nkeys && nkeys != devices))
+        die(2, "dkg: need --devices D (1..31) or one --key FILE per device");
+    long n = devices + 1;
+    if (t < 1 || t > n) die(2, "dkg: --t must be in 1..devices+1");
+    dev_user u;
+    memset(&u, 0, sizeof u);
+    uint8_t svc[33];
+    if (!service_key(url, svc, NULL, 0)) die(1, "cannot reach the service (GET /v1/info)");
+    dev_wallet_init(&u.w, (uint32_t)n, (uint32_t)t, 0, svc);
+    for (long i = 1; i < n; i++) {
+        u.w.is_dev[i] = 1;
+        if (nkeys) {
+            if (!read_key(keys[i - 1], u.w.seckey[i], u.w.hostpk[i]))
+                die(1, "cannot read a device key file (hex secret key expected)");
+        } else if (!dev_keygen(u.w.seckey[i], u.w.hostpk[i])) {
+            die(1, "key generation failed");
+        }
+    }
+    u.hc = http_new(url, 64);
+    u.done = on_done;
+    dev_dkg(&u);
+    http_run(u.hc, NULL, NULL);
+    http_free(u.hc);
+    if (!op_ok) die(1, op_msg);
+    json_t *wj = wallet_json(&u.w, url);
+    if (out) {
+        char *s = json_dumps(wj, JSON_INDENT(2));
+        if (!s || !write_private(out, s)) die(1, "cannot write the wallet file");
+        free(s);
+    }
+    char wid[65], tpk[67];
+    net_hex_encode(wid, u.w.wallet_id, 32);
+    net_hex_encode(tpk, u.w.thresh_pk, 33);
+    if (json_out) {
+        json_t *o = json_pack("{s:b,s:s,s:s,s:i,s:i}", "ok", 1, "wallet_id", wid, "thresh_pubkey",
+                              tpk, "t", (int)t, "n", (int)n);
+        if (out) json_object_set_new(o, "wallet_file", json_string(out));
+        char *s = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("DKG complete: %ld-of-%ld wallet (service is participant 0)\n"
+               "wallet id:        %s\nthreshold pubkey: %s\n",
+               t, n, wid, tpk);
+        if (out) printf("wallet file:      %s (mode 0600: holds device secrets)\n", out);
+    }
+    json_decref(wj);
+    cx_wipe(&u.w, sizeof u.w);
+    return 0;
+}
+
+static int cmd_sign(const char *url, int argc, char **argv)
+{
+    const char *wallet = NULL, *msgh = NULL, *mr = NULL, *signers = NULL;
+    int taproot = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--wallet") && i + 1 < argc)
+            wallet = argv[++i];
+        else if (!strcmp(argv[i], "--msg") && i + 1 < argc)
+            msgh = argv[++i];
+        else if (!strcmp(argv[i], "--taproot"))
+            taproot = 1;
+        else if (!strcmp(argv[i], "--merkle-root") && i + 1 < argc)
+            mr = argv[++i];
+        else if (!strcmp(argv[i], "--signers") && i + 1 < argc)
+            signers = argv[++i];
+        else
+            die(2, "sign: unknown argument (see --help)");
+    }
+    if (!wallet || !msgh) die(2, "sign: need --wallet FILE and --msg HEX");
+    dev_user u;
+    memset(&u, 0, sizeof u);
+    if (!wallet_load(wallet, &u.w)) die(1, "cannot read the wallet file");
+    uint8_t msg[256], root[32];
+    size_t ml = strlen(msgh) / 2;
+    if (strlen(msgh) % 2 || ml > sizeof msg || !net_hex_decode(msg, ml, msgh, strlen(msgh)))
+        die(2, "sign: --msg must be hex, at most 256 bytes");
+    if (mr && (!taproot || !net_hex_decode(root, 32, mr, strlen(mr))))
+        die(2, "sign: --merkle-root needs --taproot and 32 bytes of hex");
+    uint32_t ids[DEV_MAX_N];
+    size_t count = 0;
+    if (signers) {
+        char *dup = strdup(signers), *save = NULL;
+        for (char *tok = strtok_r(dup, ",", &save); tok && count < DEV_MAX_N;
+             tok = strtok_r(NULL, ",", &save))
+            ids[count++] = (uint32_t)strtoul(tok, NULL, 10);
+        free(dup);
+    } else {
+        /* The service and the first t-1 devices. */
+        ids[count++] = u.w.svc;
+        for (uint32_t i = 0; i < u.w.n && count < u.w.t; i++)
+            if (u.w.is_dev[i]) ids[count++] = i;
+    }
+    /* Ascending order, as every device must post the same list. */
+    for (size_t a = 0; a < count; a++)
+        for (size_t b = a + 1; b < count; b++)
+            if (ids[b] < ids[a]) {
+                uint32_t x = ids[a];
+                ids[a] = ids[b];
+                ids[b] = x;
+            }
+    u.hc = http_new(url, 64);
+    u.done = on_done;
+    dev_sign(&u, ids, count, msg, ml, taproot, mr ? root : NULL);
+    http_run(u.hc, NULL, NULL);
+    http_free(u.hc);
+    if (!op_ok) die(1, op_msg);
+    char sig[129], key[65];
+    net_hex_encode(sig, u.sig, 64);
+    net_hex_encode(key, u.verify_xonly, 32);
+    if (json_out)
+        printf("{\"ok\":true,\"signature\":\"%s\",\"pubkey_xonly\":\"%s\",\"verified\":true}\n",
+               sig, key);
+    else
+        printf("signature: %s\nverifies under %s key %s (checked locally with libsecp256k1)\n", sig,
+               taproot ? "Taproot output" : "threshold", key);
+    cx_wipe(&u.w, sizeof u.w);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = getenv("COSIGNER_URL");
+    if (!url) url = "http://127.0.0.1:7074";
+    int i = 1;
+    for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+        if (!strcmp(argv[i], "--url") && i + 1 < argc)
+            url = argv[++i];
+        else if (!strcmp(argv[i], "--json"))
+            json_out = 1;
+        else if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("cosigner-cli %s\n", CG_VERSION);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    /* --json may also follow the command. */
+    for (int k = i; k < argc; k++)
+        if (!strcmp(argv[k], "--json")) {
+            json_out = 1;
+            for (int m = k; m + 1 < argc; m++)
+                argv[m] = argv[m + 1];
+            argc--;
+            k--;
+        }
+    if (!cx_init()) die(1, "crypto init failed");
+    const char *cmd = argv[i];
+    int sub_argc = argc - i - 1;
+    char **sub_argv = argv + i + 1;
+    if (!strcmp(cmd, "keygen")) return cmd_keygen(sub_argc, sub_argv);
+    if (!strcmp(cmd, "info")) return cmd_info(url);
+    if (!strcmp(cmd, "dkg")) return cmd_dkg(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "sign")) return cmd_sign(url, sub_argc, sub_argv);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,198 @@
+/*
+ * http.c — libcurl multi driver for signed JSON requests.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "http.h"
+#include "net.h"
+
+struct http_client {
+    CURLM *m;
+    char base[256];
+    unsigned running;
+};
+
+typedef struct xfer {
+    CURL *e;
+    struct curl_slist *hdrs;
+    char *body;
+    char *resp;
+    size_t len, cap;
+    http_done cb;
+    void *arg;
+    char err[CURL_ERROR_SIZE];
+} xfer;
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    xfer *x = ud;
+    size_t k = sz * n;
+    if (x->len + k + 1 > x->cap) {
+        size_t nc = x->cap ? x->cap * 2 : 1024;
+        while (nc < x->len + k + 1)
+            nc *= 2;
+        char *r = realloc(x->resp, nc);
+        if (!r) return 0;
+        x->resp = r;
+        x->cap = nc;
+    }
+    memcpy(x->resp + x->len, p, k);
+    x->len += k;
+    x->resp[x->len] = 0;
+    return k;
+}
+
+http_client *http_new(const char *base_url, unsigned max_conns)
+{
+    static int inited;
+    if (!inited) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        inited = 1;
+    }
+    http_client *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = curl_multi_init();
+    snprintf(c->base, sizeof c->base, "%s", base_url);
+    size_t l = strlen(c->base);
+    while (l && c->base[l - 1] == '/')
+        c->base[--l] = 0;
+    curl_multi_setopt(c->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)(max_conns ? max_conns : 64));
+    curl_multi_setopt(c->m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)(max_conns ? max_conns : 64));
+    return c;
+}
+
+void http_free(http_client *c)
+{
+    if (!c) return;
+    curl_multi_cleanup(c->m);
+    free(c);
+}
+
+static uint64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void http_request(http_client *c, const char *method, const char *path, json_t *body,
+                  const uint8_t *seckey, http_done cb, void *arg)
+{
+    xfer *x = calloc(1, sizeof *x);
+    if (!x) {
+        json_decref(body);
+        cb(arg, 0, NULL, "out of memory");
+        return;
+    }
+    x->cb = cb;
+    x->arg = arg;
+    if (body) {
+        x->body = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+    }
+    size_t blen = x->body ? strlen(x->body) : 0;
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", c->base, path);
+    x->e = curl_easy_init();
+    curl_easy_setopt(x->e, CURLOPT_URL, url);
+    curl_easy_setopt(x->e, CURLOPT_CUSTOMREQUEST, method);
+    if (!strcmp(method, "POST")) {
+        curl_easy_setopt(x->e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
+        curl_easy_setopt(x->e, CURLOPT_POSTFIELDSIZE, (long)blen);
+    }
+    x->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
+    if (seckey) {
+        char auth[NET_AUTH_HDR_MAX], line[NET_AUTH_HDR_MAX + 32];
+        if (net_auth_header(auth, seckey, method, path, unix_ms(), (const uint8_t *)x->body,
+                            blen)) {
+            snprintf(line, sizeof line, "Authorization: %s", auth);
+            x->hdrs = curl_slist_append(x->hdrs, line);
+        }
+    }
+    curl_easy_setopt(x->e, CURLOPT_HTTPHEADER, x->hdrs);
+    curl_easy_setopt(x->e, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(x->e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(x->e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(x->e, CURLOPT_ERRORBUFFER, x->err);
+    curl_easy_setopt(x->e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(x->e, CURLOPT_TIMEOUT, 120L);
+    curl_multi_add_handle(c->m, x->e);
+    c->running++;
+}
+
+static void finish(http_client *c, CURL *e, CURLcode rc)
+{
+    xfer *x = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    curl_multi_remove_handle(c->m, e);
+    c->running--;
+    long code = 0;
+    json_t *j = NULL;
+    const char *err = NULL;
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        if (x->resp) j = json_loadb(x->resp, x->len, 0, NULL);
+    } else {
+        err = x->err[0] ? x->err : curl_easy_strerror(rc);
+    }
+    x->cb(x->arg, code, j, err);
+    json_decref(j);
+    curl_slist_free_all(x->hdrs);
+    curl_easy_cleanup(e);
+    free(x->body);
+    free(x->resp);
+    free(x);
+}
+
+void http_run(http_client *c, void (*tick)(void *), void *tick_arg)
+{
+    struct timespec last;
+    clock_gettime(CLOCK_MONOTONIC, &last);
+    while (c->running) {
+        int still = 0;
+        curl_multi_perform(c->m, &still);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(c->m, &left)))
+            if (msg->msg == CURLMSG_DONE) finish(c, msg->easy_handle, msg->data.result);
+        if (!c->running) break;
+        curl_multi_poll(c->m, NULL, 0, 100, NULL);
+        if (tick) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 200) {
+                last = now;
+                tick(tick_arg);
+            }
+        }
+    }
+}
+
+typedef struct sync_res {
+    long code;
+    json_t *j;
+} sync_res;
+
+static void sync_done(void *arg, long code, json_t *resp, const char *err)
+{
+    (void)err;
+    sync_res *r = arg;
+    r->code = code;
+    r->j = resp ? json_incref(resp) : NULL;
+}
+
+long http_get_json(const char *base_url, const char *path, json_t **out)
+{
+    http_client *c = http_new(base_url, 1);
+    sync_res r = {0, NULL};
+    http_request(c, "GET", path, NULL, NULL, sync_done, &r);
+    http_run(c, NULL, NULL);
+    http_free(c);
+    *out = r.j;
+    return r.code;
+}

@@ -1,0 +1,664 @@
+/*
+ * main.c — the cosignerd daemon: configuration, the service host key, and
+ * the wiring store -> runtime (with the sandboxed cosigner behaviour) -> HTTP.
+ *
+ * Configuration precedence (lowest first): built-in defaults, the INI file
+ * (--config), the environment (COSIGNERD_<KEY>), command-line flags
+ * (--<key> VALUE, dashes or underscores). Every option is one row of the
+ * table below, so --help, the INI parser, the environment and the flags can
+ * never disagree about names or defaults.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ini.h>
+#include <systemd/sd-daemon.h>
+
+#include "cg_config.h"
+#include "cx.h"
+#include "net.h"
+#include "rt.h"
+#include "store.h"
+#include "behaviour.h"
+
+/* ---- logging ----------------------------------------------------------- */
+
+/* One line per event, key=value, to stderr (journald adds the timestamp
+ * under systemd; we add ours for plain terminals). Never a secret. */
+static void logkv(const char *level, const char *event, const char *fmt, ...)
+{
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char msg[768] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
+    fprintf(stderr, "ts=%s level=%s event=%s%s%s\n", ts, level, event, *msg ? " " : "", msg);
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+typedef struct config {
+    char listen[128];
+    char data_dir[512];
+    char config_file[512];
+    uint64_t workers, mailbox_size, idle_threshold_ms, evict_quantum_ms, tick_interval_ms,
+        max_resident, rendezvous_deadline_ms, cpu_budget_ms, restart_max, restart_window_ms,
+        quarantine_base_ms, http_threads, body_max, header_max, url_max, conn_timeout_s,
+        request_timeout_ms, max_connections, max_per_ip, auth_window_ms, replay_cache_entries,
+        drain_timeout_ms, fault_injection;
+} config;
+
+enum opt_type { T_STR, T_U64, T_BOOL };
+
+typedef struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t off, size;
+    const char *def;
+    const char *help;
+} opt;
+
+#define S(f) offsetof(config, f), sizeof(((config *)0)->f)
+static const opt opts[] = {
+    {"listen", T_STR, S(listen), "127.0.0.1:7074", "HOST:PORT to serve HTTP on"},
+    {"data_dir", T_STR, S(data_dir), "./data", "store, master key and host key directory"},
+    {"workers", T_U64, S(workers), "0", "actor worker threads (0 = cores)"},
+    {"mailbox_size", T_U64, S(mailbox_size), "256", "messages queued per wallet actor"},
+    {"idle_threshold_ms", T_U64, S(idle_threshold_ms), "1800000",
+     "evict a wallet actor idle this long"},
+    {"evict_quantum_ms", T_U64, S(evict_quantum_ms), "60000", "eviction sweep period"},
+    {"tick_interval_ms", T_U64, S(tick_interval_ms), "60000",
+     "housekeeping tick (expire sessions, wipe nonces)"},
+    {"max_resident", T_U64, S(max_resident), "0", "cap on resident actors (0 = none)"},
+    {"rendezvous_deadline_ms", T_U64, S(rendezvous_deadline_ms), "30000",
+     "how long a round waits for the other devices"},
+    {"cpu_budget_ms", T_U64, S(cpu_budget_ms), "1000", "guest CPU budget per message"},
+    {"restart_max", T_U64, S(restart_max), "5", "actor restarts allowed per window ..."},
+    {"restart_window_ms", T_U64, S(restart_window_ms), "10000", "... before quarantine"},
+    {"quarantine_base_ms", T_U64, S(quarantine_base_ms), "1000",
+     "first quarantine backoff (doubles)"},
+    {"http_threads", T_U64, S(http_threads), "2", "HTTP thread pool size"},
+    {"body_max", T_U64, S(body_max), "65536", "request body cap in bytes (413 above)"},
+    {"header_max", T_U64, S(header_max), "16384", "request header memory in bytes"},
+    {"url_max", T_U64, S(url_max), "512", "URL length cap (414 above)"},
+    {"conn_timeout_s", T_U64, S(conn_timeout_s), "15", "idle connection timeout (slowloris)"},
+    {"request_timeout_ms", T_U64, S(request_timeout_ms), "30000",
+     "time allowed to upload one request"},
+    {"max_connections", T_U64, S(max_connections), "1024",
+     "open connections before 429 + Retry-After"},
+    {"max_per_ip", T_U64, S(max_per_ip), "0", "connections per client address (0 = no cap)"},
+    {"auth_window_ms", T_U64, S(auth_window_ms), "300000", "accepted request timestamp skew"},
+    {"replay_cache_entries", T_U64, S(replay_cache_entries), "1048576",
+     "request nonces remembered per window"},
+    {"drain_timeout_ms", T_U64, S(drain_timeout_ms), "10000",
+     "SIGTERM: wait this long for in-flight requests"},
+    {"fault_injection", T_BOOL, S(fault_injection), "false",
+     "accept test fault requests (fault-injection builds only)"},
+};
+#undef S
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static const opt *find_opt(const char *name)
+{
+    char n[64];
+    size_t i = 0;
+    for (; name[i] && i + 1 < sizeof n; i++)
+        n[i] = name[i] == '-' ? '_' : name[i];
+    n[i] = 0;
+    for (size_t k = 0; k < NOPTS; k++)
+        if (!strcasecmp(opts[k].name, n)) return &opts[k];
+    return NULL;
+}
+
+static int set_opt(config *c, const opt *o, const char *v, char *err, size_t el)
+{
+    char *p = (char *)c + o->off;
+    if (o->type == T_STR) {
+        if (strlen(v) >= o->size) {
+            snprintf(err, el, "%s: value too long", o->name);
+            return 0;
+        }
+        strcpy(p, v);
+        return 1;
+    }
+    uint64_t x;
+    if (o->type == T_BOOL) {
+        if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") ||
+            !strcasecmp(v, "on"))
+            x = 1;
+        else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") ||
+                 !strcasecmp(v, "off"))
+            x = 0;
+        else {
+            snprintf(err, el, "%s: expected a boolean, got \"%s\"", o->name, v);
+            return 0;
+        }
+    } else {
+        char *end;
+        errno = 0;
+        x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || *v == '-') {
+            snprintf(err, el, "%s: expected a non-negative integer, got \"%s\"", o->name, v);
+            return 0;
+        }
+    }
+    memcpy(p, &x, sizeof x);
+    return 1;
+}
+
+typedef struct ini_ctx {
+    config *c;
+    char err[256];
+} ini_ctx;
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    (void)section; /* one flat namespace: sections are only for the reader */
+    ini_ctx *x = user;
+    const opt *o = find_opt(name);
+    if (!o) {
+        snprintf(x->err, sizeof x->err, "unknown option \"%s\"", name);
+        return 0;
+    }
+    return set_opt(x->c, o, value, x->err, sizeof x->err);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: cosignerd [--listen HOST:PORT] [--data-dir DIR] [--config FILE] [OPTION "
+               "VALUE]...\n"
+               "       cosignerd --check-config [--config FILE] ...\n"
+               "       cosignerd --help | --version\n\n"
+               "Threshold-signing cosigner service (ChillDKG + BIP 445 FROST over HTTP/JSON).\n\n"
+               "Options (INI key, COSIGNERD_<KEY> environment variable, or --key VALUE):\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", opts[i].name);
+        for (char *p = flag + 2; *p; p++)
+            if (*p == '_') *p = '-';
+        fprintf(f, "  %-28s %s (default %s)\n", flag, opts[i].help, opts[i].def);
+    }
+    fprintf(f, "\nSee cosignerd(8).\n");
+}
+
+/* Returns 0 ok, 1 exit success (help/version), -1 error. */
+static int load_config(config *c, int argc, char **argv, int *check_only)
+{
+    char err[256] = "";
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NOPTS; i++)
+        set_opt(c, &opts[i], opts[i].def, err, sizeof err);
+    /* Pass 1: the few flags that decide what to read. */
+    const char *cfg = getenv("COSIGNERD_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            printf("cosignerd %s%s\n", CG_VERSION, CG_FAULT_INJECTION ? " (fault injection)" : "");
+            return 1;
+        }
+        if (!strcmp(argv[i], "--check-config")) *check_only = 1;
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "cosignerd: --config needs a FILE\n");
+                return -1;
+            }
+            cfg = argv[i + 1];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            cfg = argv[i] + 9;
+        }
+    }
+    if (cfg) {
+        ini_ctx x = {c, ""};
+        int r = ini_parse(cfg, on_ini, &x);
+        if (r < 0) {
+            fprintf(stderr, "cosignerd: cannot read config file %s\n", cfg);
+            return -1;
+        }
+        if (r > 0) {
+            fprintf(stderr, "cosignerd: %s:%d: %s\n", cfg, r, *x.err ? x.err : "syntax error");
+            return -1;
+        }
+        snprintf(c->config_file, sizeof c->config_file, "%s", cfg);
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        char env[64] = "COSIGNERD_";
+        size_t n = strlen(env);
+        for (const char *p = opts[i].name; *p && n + 1 < sizeof env; p++)
+            env[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        env[n] = 0;
+        const char *v = getenv(env);
+        if (v && !set_opt(c, &opts[i], v, err, sizeof err)) {
+            fprintf(stderr, "cosignerd: %s: %s\n", env, err);
+            return -1;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--check-config")) continue;
+        if (strncmp(a, "--", 2)) {
+            fprintf(stderr, "cosignerd: unexpected argument \"%s\" (try --help)\n", a);
+            return -1;
+        }
+        char name[64];
+        const char *val = NULL;
+        const char *eq = strchr(a, '=');
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a - 2), a + 2);
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a + 2);
+            if (i + 1 >= argc) {
+                fprintf(stderr, "cosignerd: --%s needs a value\n", name);
+                return -1;
+            }
+            val = argv[++i];
+        }
+        if (!strcmp(name, "config")) continue;
+        const opt *o = find_opt(name);
+        if (!o) {
+            fprintf(stderr, "cosignerd: unknown option --%s (try --help)\n", name);
+            return -1;
+        }
+        if (!set_opt(c, o, val, err, sizeof err)) {
+            fprintf(stderr, "cosignerd: %s\n", err);
+            return -1;
+        }
+    }
+    if (c->fault_injection && !CG_FAULT_INJECTION) {
+        fprintf(stderr, "cosignerd: fault_injection ignored: this build has no fault injection\n");
+        c->fault_injection = 0;
+    }
+    if (c->body_max < 1024 || c->body_max > (64u << 20)) {
+        fprintf(stderr, "cosignerd: body_max must be in 1 KiB..64 MiB\n");
+        return -1;
+    }
+    if (!c->mailbox_size || !c->http_threads || !c->max_connections || !c->auth_window_ms) {
+        fprintf(stderr, "cosignerd: mailbox_size, http_threads, max_connections and "
+                        "auth_window_ms must be positive\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_listen(const char *s, char *host, size_t hl, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon) return 0;
+    const char *h = s;
+    size_t n = (size_t)(colon - s);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hl) return 0;
+    memcpy(host, h, n);
+    host[n] = 0;
+    char *end;
+    unsigned long p = strtoul(colon + 1, &end, 10);
+    if (*end || p > 65535 || end == colon + 1) return 0;
+    *port = (uint16_t)p;
+    return 1;
+}
+
+/* ---- host key ---------------------------------------------------------- */
+
+/*
+ * The service's ChillDKG host secret key: created on first start, kept 0600
+ * in the data dir, and the same forever after (the wallets' session params
+ * name its public key). Losing it does not lose funds (devices can recover)
+ * but a changed key would make every wallet refuse the service.
+ */
+static int host_key(const char *dir, uint8_t sk[32], uint8_t pk[33])
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/host.key", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+            logkv("warn", "host_key_permissions", "path=%s mode=%o", path, st.st_mode & 0777);
+        ssize_t r = read(fd, sk, 32);
+        close(fd);
+        if (r != 32 || !cx_pubkey_from_seckey(pk, sk)) {
+            logkv("error", "host_key_invalid", "path=%s", path);
+            return 0;
+        }
+        return 1;
+    }
+    if (errno != ENOENT) {
+        logkv("error", "host_key_unreadable", "path=%s errno=%d", path, errno);
+        return 0;
+    }
+    do
+        cx_random(sk, 32);
+    while (!cx_pubkey_from_seckey(pk, sk));
+    char tmp[640];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, sk, 32) != 32 || fsync(fd) != 0 || close(fd) != 0 ||
+        rename(tmp, path) != 0) {
+        logkv("error", "host_key_create_failed", "path=%s errno=%d", path, errno);
+        return 0;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    logkv("info", "host_key_created", "path=%s", path);
+    return 1;
+}
+
+/* ---- store adapters ---------------------------------------------------- */
+
+static rt_status meta_get(void *ud, const rt_key *k, uint8_t **v, size_t *l)
+{
+    return store_get_meta(ud, k->b, v, l);
+}
+
+static rt_status meta_put(void *ud, const rt_key *k, const uint8_t *v, size_t l)
+{
+    return store_put_meta(ud, k->b, v, l);
+}
+
+/*
+ * The runtime's persistence goes through this thin wrapper so the daemon can
+ * measure store commit latency (save -> durable) without the store or the
+ * runtime knowing about metrics.
+ */
+#define LAT_BUCKETS 12
+static const double lat_bounds_ms[LAT_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
+                                                  20,   50,  100, 250, 1000, 5000};
+static struct {
+    const rt_persist *inner;
+    rt_persist outer;
+    _Atomic uint64_t bucket[LAT_BUCKETS + 1];
+    _Atomic uint64_t sum_us, count;
+} commit_lat;
+
+typedef struct save_ctx {
+    void (*done)(void *arg, rt_status st);
+    void *arg;
+    uint64_t t0_us;
+} save_ctx;
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void save_done(void *arg, rt_status st)
+{
+    save_ctx *c = arg;
+    uint64_t us = mono_us() - c->t0_us;
+    unsigned b = 0;
+    while (b < LAT_BUCKETS && (double)us > lat_bounds_ms[b] * 1000.0)
+        b++;
+    atomic_fetch_add_explicit(&commit_lat.bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&commit_lat.sum_us, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&commit_lat.count, 1, memory_order_relaxed);
+    void (*done)(void *, rt_status) = c->done;
+    void *darg = c->arg;
+    free(c);
+    done(darg, st);
+}
+
+static rt_status persist_load(void *ud, const rt_key *k, uint8_t **rec, size_t *len, uint64_t *v)
+{
+    (void)ud;
+    return commit_lat.inner->load(commit_lat.inner->ud, k, rec, len, v);
+}
+
+static void persist_save(void *ud, const rt_key *k, const uint8_t *rec, size_t len, uint64_t v,
+                         void (*done)(void *, rt_status), void *arg)
+{
+    (void)ud;
+    save_ctx *c = malloc(sizeof *c);
+    if (!c) {
+        done(arg, RT_UNAVAILABLE);
+        return;
+    }
+    c->done = done;
+    c->arg = arg;
+    c->t0_us = mono_us();
+    commit_lat.inner->save(commit_lat.inner->ud, k, rec, len, v, save_done, c);
+}
+
+typedef struct extra_ctx {
+    store *st;
+} extra_ctx;
+
+static void metrics_extra(void *ud, FILE *f)
+{
+    extra_ctx *x = ud;
+    store_stats ss;
+    store_get_stats(x->st, &ss);
+    fprintf(f, "# HELP cosignerd_store_commit_duration_seconds Actor record save to durable.\n"
+               "# TYPE cosignerd_store_commit_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+        cum += atomic_load(&commit_lat.bucket[b]);
+        fprintf(f, "cosignerd_store_commit_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                lat_bounds_ms[b] / 1000.0, cum);
+    }
+    fprintf(f,
+            "cosignerd_store_commit_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+            "cosignerd_store_commit_duration_seconds_sum %.6f\n"
+            "cosignerd_store_commit_duration_seconds_count %" PRIu64 "\n",
+            atomic_load(&commit_lat.count), (double)atomic_load(&commit_lat.sum_us) / 1e6,
+            atomic_load(&commit_lat.count));
+    fprintf(f,
+            "# HELP cosignerd_store_commits_total LMDB write transactions committed.\n"
+            "# TYPE cosignerd_store_commits_total counter\ncosignerd_store_commits_total %" PRIu64
+            "\n"
+            "# HELP cosignerd_store_commit_failures_total LMDB commits that failed.\n"
+            "# TYPE cosignerd_store_commit_failures_total counter\n"
+            "cosignerd_store_commit_failures_total %" PRIu64 "\n"
+            "# HELP cosignerd_store_group_commit_max Largest group commit so far.\n"
+            "# TYPE cosignerd_store_group_commit_max gauge\ncosignerd_store_group_commit_max "
+            "%" PRIu64 "\n",
+            ss.commits, ss.commit_failures, ss.max_batch_seen);
+    behaviour_metrics(f);
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    config c;
+    int check_only = 0;
+    int r = load_config(&c, argc, argv, &check_only);
+    if (r) return r > 0 ? 0 : 2;
+    char host[96];
+    uint16_t port;
+    if (!parse_listen(c.listen, host, sizeof host, &port)) {
+        fprintf(stderr, "cosignerd: listen: expected HOST:PORT, got \"%s\"\n", c.listen);
+        return 2;
+    }
+    if (check_only) {
+        printf("config ok\n");
+        for (size_t i = 0; i < NOPTS; i++) {
+            const char *p = (const char *)&c + opts[i].off;
+            if (opts[i].type == T_STR)
+                printf("%s = %s\n", opts[i].name, p);
+            else {
+                uint64_t v;
+                memcpy(&v, p, sizeof v);
+                printf("%s = %" PRIu64 "\n", opts[i].name, v);
+            }
+        }
+        return 0;
+    }
+    if (!cx_init()) {
+        logkv("error", "crypto_init_failed", NULL);
+        return 1;
+    }
+    /* Signals are taken synchronously by the main thread only: block them
+     * before any thread starts so every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (mkdir(c.data_dir, 0700) != 0 && errno != EEXIST) {
+        logkv("error", "data_dir_failed", "path=%s errno=%d", c.data_dir, errno);
+        return 1;
+    }
+    uint8_t sk[32], pk[33];
+    if (!host_key(c.data_dir, sk, pk)) return 1;
+
+    char err[256] = "";
+    store *st = NULL;
+    rt_status s = store_open(c.data_dir, NULL, &st, err, sizeof err);
+    if (s != RT_OK) {
+        logkv("error", "store_open_failed", "path=%s status=%s reason=\"%s\"", c.data_dir,
+              rt_status_name(s), err);
+        cx_wipe(sk, sizeof sk);
+        return 1;
+    }
+    commit_lat.inner = store_persist(st);
+    commit_lat.outer = (rt_persist){persist_load, persist_save, NULL};
+
+    behaviour_opts bo = {
+        .hostseckey = sk,
+        .rendezvous_ms = c.rendezvous_deadline_ms,
+        .cpu_budget_ms = c.cpu_budget_ms,
+        .fault_injection = (int)c.fault_injection,
+    };
+    const rt_behaviour *beh = NULL;
+    s = behaviour_open(&bo, &beh);
+    cx_wipe(sk, sizeof sk);
+    if (s != RT_OK) {
+        logkv("error", "behaviour_failed", "status=%s", rt_status_name(s));
+        store_close(st);
+        return 1;
+    }
+
+    rt_config rc = {
+        .workers = (unsigned)c.workers,
+        .mailbox_cap = (unsigned)c.mailbox_size,
+        .idle_threshold_ms = c.idle_threshold_ms,
+        .evict_quantum_ms = c.evict_quantum_ms,
+        .tick_interval_ms = c.tick_interval_ms,
+        .max_resident = (unsigned)c.max_resident,
+        .restart_max = (unsigned)c.restart_max,
+        .restart_window_ms = c.restart_window_ms,
+        .quarantine_base_ms = c.quarantine_base_ms,
+        .behaviour = beh,
+        .persist = &commit_lat.outer,
+    };
+    rt_runtime *rt = NULL;
+    s = rt_start(&rc, &rt);
+    if (s != RT_OK) {
+        logkv("error", "runtime_start_failed", "status=%s", rt_status_name(s));
+        behaviour_close();
+        store_close(st);
+        return 1;
+    }
+
+    extra_ctx xc = {st};
+    net_config nc = {
+        .host = host,
+        .port = port,
+        .threads = (unsigned)c.http_threads,
+        .body_max = c.body_max,
+        .header_max = c.header_max,
+        .url_max = c.url_max,
+        .conn_timeout_s = (unsigned)c.conn_timeout_s,
+        .request_max_ms = c.request_timeout_ms,
+        .max_connections = (unsigned)c.max_connections,
+        .max_per_ip = (unsigned)c.max_per_ip,
+        .rendezvous_ms = c.rendezvous_deadline_ms,
+        .auth_window_ms = c.auth_window_ms,
+        .replay_entries = c.replay_cache_entries,
+        .version = CG_VERSION,
+        .fault_injection = (int)c.fault_injection,
+        .rt = rt,
+        .meta = {meta_get, meta_put, st},
+        .metrics_extra = metrics_extra,
+        .metrics_ud = &xc,
+    };
+    memcpy(nc.hostpubkey, pk, 33);
+    net_server *srv = NULL;
+    s = net_start(&nc, &srv);
+    if (s != RT_OK) {
+        logkv("error", "listen_failed", "listen=%s status=%s", c.listen, rt_status_name(s));
+        rt_stop(rt);
+        behaviour_close();
+        store_close(st);
+        return 1;
+    }
+    net_set_ready(srv, 1);
+    char pkh[67];
+    net_hex_encode(pkh, pk, 33);
+    logkv("info", "started",
+          "version=%s listen=%s:%u data_dir=%s hostpubkey=%s behaviour=%s workers=%" PRIu64
+          " idle_threshold_ms=%" PRIu64 " fault_injection=%d",
+          CG_VERSION, host, net_port(srv), c.data_dir, pkh, behaviour_name(), c.workers,
+          c.idle_threshold_ms, (int)c.fault_injection);
+    fprintf(stderr,
+            "\ncosignerd is listening on http://%s:%u\n"
+            "  try:  curl -s http://%s:%u/v1/info\n"
+            "        cosigner-cli --url http://%s:%u keygen --out device.key\n"
+            "        cosigner-cli --url http://%s:%u dkg --devices 1 --t 2 --out wallet.json\n"
+            "        cosigner-cli --url http://%s:%u sign --wallet wallet.json --msg 68656c6c6f\n"
+            "  metrics: curl -s http://%s:%u/metrics\n\n",
+            host, net_port(srv), host, net_port(srv), host, net_port(srv), host, net_port(srv),
+            host, net_port(srv), host, net_port(srv));
+    sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%u\nMAINPID=%lu", host, net_port(srv),
+               (unsigned long)getpid());
+
+    uint64_t wd_us = 0;
+    if (sd_watchdog_enabled(0, &wd_us) <= 0) wd_us = 0;
+    for (;;) {
+        struct timespec to = {1, 0};
+        if (wd_us) {
+            uint64_t half = wd_us / 2;
+            to.tv_sec = (time_t)(half / 1000000u);
+            to.tv_nsec = (long)(half % 1000000u) * 1000;
+        }
+        int sig = sigtimedwait(&sigs, NULL, &to);
+        if (sig == SIGTERM || sig == SIGINT) {
+            logkv("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+            break;
+        }
+        if (sig == SIGHUP) logkv("info", "sighup_ignored", "reason=\"restart to reconfigure\"");
+        if (wd_us) sd_notify(0, "WATCHDOG=1");
+    }
+    sd_notify(0, "STOPPING=1");
+    unsigned left = net_drain(srv, c.drain_timeout_ms);
+    logkv("info", "drained", "in_flight_left=%u", left);
+    rt_stop(rt);
+    net_stop(srv);
+    behaviour_close();
+    store_close(st);
+    logkv("info", "stopped", NULL);
+    return 0;
+}
