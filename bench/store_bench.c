@@ -8,6 +8,7 @@
  * tree; not tmpfs, where fsync is free). One JSON line per figure:
  *   {"workload":"durable_acks","writers":W,"group_commit":B,"acks_per_s":N}
  *   {"workload":"restore","cache":"cold"|"warm","us":N}   (median store_get)
+ *   {"workload":"open","wallets":N,"us":N}   (store_open, index root check)
  */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -202,6 +203,12 @@ static void restore(const char *base)
     double warm = samples[WARM / 2];
     store_close(s);
 
+    /* Opening verifies the whole version index against its root: O(wallets). */
+    double t0 = now_s();
+    s = open_or_die(dir, NULL);
+    double open_us = (now_s() - t0) * 1e6;
+    store_close(s);
+
     for (unsigned i = 0; i < COLD; i++) {
         drop_cache(dir);
         s = open_or_die(dir, NULL);
@@ -211,6 +218,7 @@ static void restore(const char *base)
     qsort(samples, COLD, sizeof samples[0], cmp_double);
     printf("{\"workload\":\"restore\",\"cache\":\"cold\",\"us\":%.1f}\n", samples[COLD / 2]);
     printf("{\"workload\":\"restore\",\"cache\":\"warm\",\"us\":%.1f}\n", warm);
+    printf("{\"workload\":\"open\",\"wallets\":%u,\"us\":%.0f}\n", N, open_us);
     fflush(stdout);
     wipe_dir(dir);
 }
