@@ -1,0 +1,38 @@
+/*
+ * sbx_internal.h — what sbx.c and sbx_rt.c share inside src/sandbox
+ * (the per-thread trap boundary and the linear-memory pool). Not a door.
+ */
+#ifndef SBX_INTERNAL_H
+#define SBX_INTERNAL_H
+
+#include <setjmp.h>
+#include <stdint.h>
+
+#include "sbx.h"
+#include "wasm-rt.h"
+
+/* The setjmp value of a trap is its sbx_fault (never 0). */
+_Noreturn void sbx_raise(sbx_fault f);
+
+/* Arms this thread's trap boundary for one guest call. The budget clock
+ * starts lazily (see wasm-rt.h); depth and fuel restart from scratch because
+ * a trap skips every epilogue. */
+void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, int32_t max_depth, uint32_t mem_cap_pages);
+/* Disarms it: a trap outside a guest call is a host bug and aborts. */
+void sbx_rt_leave(void);
+
+/* Charges a host import's cost to the current call's fuel. */
+static inline void sbx_charge(int64_t fuel)
+{
+    sbx_fuel -= fuel;
+}
+
+/* A guest pointer handed to an import, checked: [ptr, ptr+len) inside the
+ * instance's memory and ptr != 0 (else a BAD_POINTER trap). NULL when len is
+ * 0. Valid until the guest runs again. */
+uint8_t *sbx_guest_span(sbx_instance *in, uint32_t ptr, uint64_t len);
+
+/* Pool accounting for tests and metrics. */
+void sbx_rt_pool_stats(uint64_t *slots_total, uint64_t *slots_free, uint64_t *reserved_bytes);
+
+#endif
