@@ -186,7 +186,7 @@ static void nonce_hash(uint8_t out[32], const uint8_t rand[32], const uint8_t *p
 {
     cx_sha256_ctx h;
     uint8_t b[9];
-    cx_tagged_hash_init(&h, TAG("FROST/nonce"));
+    cx_tagged_hash_init(&h, TAG("BIP0445/nonce"));
     cx_sha256_update(&h, rand, 32);
     b[0] = pubshare ? 33 : 0;
     cx_sha256_update(&h, b, 1);
@@ -232,7 +232,7 @@ rt_status cg_frost_nonce_gen_internal(cg_frost_secnonce *secnonce, uint8_t pubno
         return fail_value(err, "Missing output or randomness.", -1);
     if (extra_in_len > UINT32_MAX) return fail_value(err, "extra_in is too long.", -1);
     if (secshare) {
-        cx_tagged_hash(h, TAG("FROST/aux"), rand_, 32);
+        cx_tagged_hash(h, TAG("BIP0445/aux"), rand_, 32);
         xor32(rand, secshare, h);
     } else {
         memcpy(rand, rand_, 32);
@@ -350,9 +350,10 @@ rt_status cg_frost_signers_init(cg_frost_signers *s, uint32_t n, uint32_t t, con
     if (count > CG_FROST_MAX_SIGNERS) return fail_too_many(err);
     for (size_t i = 0; i < count; i++) {
         if (ids[i] > n - 1)
-            return fail_value(err, "The participant identifier at index", (int32_t)i);
+            return fail_value(err, "The participant identifier at index %d is out of range.",
+                              (int32_t)i);
         if (!cx_point_parse(s->P[i], pubshares[i], 0))
-            return fail_value(err, "Invalid pubshare at index", (int32_t)i);
+            return fail_value(err, "Invalid pubshare at index %d.", (int32_t)i);
     }
     for (size_t i = 0; i < count; i++)
         for (size_t j = i + 1; j < count; j++)
@@ -500,7 +501,7 @@ rt_status cg_frost_session_init(cg_frost_session *sess, const cg_frost_signers *
     if (!cx_point_xonly(qx, &q_even, tweak->Q))
         return fail_internal(err, "Tweaked key is infinity.");
     ser_ids(ids, signers->ids, signers->count);
-    cx_tagged_hash_init(&hc, TAG("FROST/noncecoef"));
+    cx_tagged_hash_init(&hc, TAG("BIP0445/noncecoef"));
     cx_sha256_update(&hc, ids, 4 * (size_t)signers->count);
     cx_sha256_update(&hc, aggnonce, 66);
     cx_sha256_update(&hc, qx, 32);
@@ -665,7 +666,7 @@ static void det_nonce_hash(uint8_t out[32], const uint8_t secshare_[32], uint32_
 {
     cx_sha256_ctx h;
     uint8_t b[8], ids[4 * CG_FROST_MAX_SIGNERS];
-    cx_tagged_hash_init(&h, TAG("FROST/deterministic/nonce"));
+    cx_tagged_hash_init(&h, TAG("BIP0445/deterministic/nonce"));
     cx_sha256_update(&h, secshare_, 32);
     be32(b, my_id);
     cx_sha256_update(&h, b, 4);
@@ -673,7 +674,8 @@ static void det_nonce_hash(uint8_t out[32], const uint8_t secshare_[32], uint32_
     cx_sha256_update(&h, b, 4);
     ser_ids(ids, s->ids, s->count);
     cx_sha256_update(&h, ids, 4 * (size_t)s->count);
-    cx_sha256_update(&h, aggothernonce, 66);
+    if (aggothernonce) /* absent for a sole signer: the empty string */
+        cx_sha256_update(&h, aggothernonce, 66);
     cx_sha256_update(&h, tpk, 32);
     be64(b, (uint64_t)msg_len);
     cx_sha256_update(&h, b, 8);
@@ -701,7 +703,7 @@ rt_status cg_frost_deterministic_sign(uint8_t pubnonce[66], uint8_t psig[32],
     if (cg_frost_tweak_xonly(tpk, tweak) != RT_OK)
         return fail_internal(err, "Tweaked key is infinity.");
     if (rand) {
-        cx_tagged_hash(h, TAG("FROST/aux"), rand, 32);
+        cx_tagged_hash(h, TAG("BIP0445/aux"), rand, 32);
         xor32(sec_, secshare, h);
     } else {
         memcpy(sec_, secshare, 32);
@@ -717,8 +719,13 @@ rt_status cg_frost_deterministic_sign(uint8_t pubnonce[66], uint8_t psig[32],
         cg_frost_secnonce_wipe(&sn);
         return fail_internal(err, "Nonce derivation failed.");
     }
-    memcpy(pn[1], aggothernonce, 66);
-    st = cg_frost_nonce_agg(aggnonce, (const uint8_t(*)[66])pn, 2, err);
+    if (aggothernonce) {
+        memcpy(pn[1], aggothernonce, 66);
+        st = cg_frost_nonce_agg(aggnonce, (const uint8_t(*)[66])pn, 2, err);
+    } else { /* a sole signer's own nonce is the aggregate */
+        memcpy(aggnonce, pn[0], 66);
+        st = RT_OK;
+    }
     if (st != RT_OK) {
         cg_frost_secnonce_wipe(&sn);
         /* our own pubnonce is valid: the fault is the aggothernonce's */

@@ -42,8 +42,8 @@
  * fills it (kind NONE on success):
  *   RT_INVALID_ARGUMENT  CG_FROST_ERR_VALUE: the reference's ValueError (a
  *                        precondition on the caller's inputs); err->msg is
- *                        the reference's message, without the index for the
- *                        two indexed messages, whose index is in err->index.
+ *                        the reference's message, where a "%d" stands for
+ *                        err->index (the two messages that name an index).
  *   RT_ABORTED           CG_FROST_ERR_INVALID_CONTRIBUTION: a signer (err->signer
  *                        = its position) or the coordinator (err->signer = -1)
  *                        sent an invalid value of kind err->contrib. The
@@ -99,7 +99,7 @@ typedef struct cg_frost_error {
     cg_frost_contrib contrib; /* INVALID_CONTRIBUTION only */
     int32_t signer;           /* INVALID_CONTRIBUTION: blamed position, -1 = coordinator */
     int32_t index;            /* VALUE: the index an indexed message names, else -1 */
-    const char *msg;          /* static text */
+    const char *msg;          /* static text; "%d" stands for index */
 } cg_frost_error;
 
 /* Reference exception name ("ValueError", "InvalidContributionError", ...). */
@@ -275,7 +275,8 @@ rt_status cg_frost_verify(const cg_frost_session *sess, const uint8_t sig[64], c
  * of all others already aggregated (aggothernonce): derives its nonce from
  * secshare, the session and optional rand (NULL = absent), aggregates, signs.
  * Outputs its pubnonce and psig. No secret nonce outlives the call. An
- * invalid aggothernonce is INVALID_CONTRIBUTION (AGGOTHERNONCE, signer -1).
+ * invalid aggothernonce is INVALID_CONTRIBUTION (AGGOTHERNONCE, signer -1);
+ * aggothernonce is NULL for a sole signer (its own nonce is the aggregate).
  */
 rt_status cg_frost_deterministic_sign(uint8_t pubnonce[66], uint8_t psig[32],
                                       const uint8_t secshare[32], uint32_t my_id,
