@@ -831,9 +831,18 @@ static int restore_wallet(cg_actor *a, cg_wallet *w, const uint8_t *p, size_t le
     if (!cx_point_parse(pt, w->out.pubshares[me], 0) || !cx_point_mul_base(pt2, w->out.secshare) ||
         !cx_point_eq(pt, pt2))
         return 0;
-    /* Recovery data: t || sum_coms[t] || hostpubkeys[n] || ...: same params. */
+    /* Recovery data: t || sum_coms[t] || hostpubkeys[n] || ...: same params,
+     * and the threshold key is sum_coms[0] with ChillDKG's unspendable
+     * Taproot commitment added (C + TapTweak(x(C))*G). */
     if (get_u32(w->recovery) != t ||
         cg_memcmp(w->recovery + 4 + 33 * (size_t)t, w->params.hostpubkeys, 33 * (size_t)n))
+        return 0;
+    uint8_t x[32], tw[32], ser[33];
+    int even;
+    if (!cx_point_parse(pt, w->recovery + 4, 0) || !cx_point_xonly(x, &even, pt)) return 0;
+    cx_tagged_hash(tw, "TapTweak", 8, x, 32);
+    if (!cx_scalar_check(tw) || !cx_point_mul_base(pt2, tw) || !cx_point_add(pt, pt, pt2) ||
+        !cx_point_ser(ser, pt) || cg_memcmp(ser, w->out.threshold_pubkey, 33))
         return 0;
     return 1;
 }

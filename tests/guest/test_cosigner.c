@@ -1,0 +1,1038 @@
+/*
+ * test_cosigner.c — the wallet actor end to end, natively and in process.
+ *
+ * Devices are implemented with the same ChillDKG and BIP 445 library code
+ * the service uses; the service is a real cg_actor driven through a small
+ * host that behaves like the runtime: it keeps parked replies, snapshots
+ * after every call that marked the state dirty (the durable record), and
+ * on a handler fault aborts every parked reply and rebuilds the actor from
+ * that record. Every signature is checked independently with libsecp256k1
+ * under a tweaked key derived with libsecp256k1's own tweak functions.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <secp256k1.h>
+#include <secp256k1_extrakeys.h>
+#include <secp256k1_schnorrsig.h>
+
+#include "cg_cmd.h"
+#include "cg_config.h"
+#include "cg_cosigner.h"
+#include "cg_dkg.h"
+#include "cg_frost.h"
+#include "cx.h"
+
+/* The acceptance number; cheap enough under sanitizers too (~1 ms each). */
+#define SESSIONS 100
+
+static secp256k1_context *secp;
+
+/* ------------------------------------------------------------ test host -- */
+
+#define MAX_PARKED 1024
+
+typedef struct result {
+    int parked;
+    uint64_t id;
+    int done;
+    int32_t st;
+    uint8_t *data;
+    uint32_t len;
+    uint64_t blame;
+} result;
+
+typedef struct host {
+    cg_actor *a;
+    uint8_t hostseckey[32];
+    uint8_t hostpubkey[33];
+    uint32_t rendezvous_ms;
+    uint32_t flags;
+    uint64_t now;
+    result parks[MAX_PARKED]; /* id = index + 1 */
+    uint64_t next_id;
+    result cur;
+    int dirty;
+    uint8_t *rec;
+    size_t rec_len;
+    unsigned rebuilds;
+} host;
+
+static void h_reply(void *ctx, int32_t st, const void *d, uint32_t len, uint64_t blame)
+{
+    host *h = ctx;
+    assert_false(h->cur.done || h->cur.parked); /* exactly one answer */
+    h->cur.done = 1;
+    h->cur.st = st;
+    h->cur.data = malloc(len + 1);
+    memcpy(h->cur.data, d, len);
+    h->cur.len = len;
+    h->cur.blame = blame;
+}
+
+static uint64_t h_park(void *ctx, uint64_t deadline)
+{
+    host *h = ctx;
+    assert_false(h->cur.done || h->cur.parked);
+    assert_true(deadline > h->now);
+    assert_true(h->next_id < MAX_PARKED);
+    uint64_t id = ++h->next_id;
+    h->cur.parked = 1;
+    h->cur.id = id;
+    memset(&h->parks[id - 1], 0, sizeof(result));
+    h->parks[id - 1].parked = 1;
+    h->parks[id - 1].id = id;
+    return id;
+}
+
+static int32_t h_complete(void *ctx, uint64_t id, int32_t st, const void *d, uint32_t len,
+                          uint64_t blame)
+{
+    host *h = ctx;
+    assert_true(id >= 1 && id <= h->next_id);
+    result *r = &h->parks[id - 1];
+    if (r->done) return RT_NOT_FOUND;
+    r->done = 1;
+    r->st = st;
+    r->data = malloc(len + 1);
+    memcpy(r->data, d, len);
+    r->len = len;
+    r->blame = blame;
+    return RT_OK;
+}
+
+static void h_mark_dirty(void *ctx)
+{
+    ((host *)ctx)->dirty = 1;
+}
+
+static void h_snapshot_out(void *ctx, const void *d, uint32_t len)
+{
+    host *h = ctx;
+    free(h->rec);
+    h->rec = malloc(len);
+    memcpy(h->rec, d, len);
+    h->rec_len = len;
+}
+
+static const cg_host ops = {h_reply, h_park, h_complete, h_mark_dirty, h_snapshot_out};
+
+static void build(host *h)
+{
+    uint8_t cfg[CG_CONFIG_LEN];
+    cg_config c = {.rendezvous_ms = h->rendezvous_ms, .flags = h->flags};
+    cg_config_encode(&c, cfg);
+    assert_int_equal(cg_actor_new(&h->a), RT_OK);
+    assert_int_equal(cg_actor_init(h->a), RT_OK);
+    assert_int_equal(cg_actor_configure(h->a, cfg, sizeof cfg), RT_OK);
+    assert_int_equal(cg_actor_set_hostkey(h->a, h->hostseckey), RT_OK);
+    assert_int_equal(cg_actor_restore(h->a, h->rec, h->rec_len), RT_OK);
+}
+
+/* A handler fault: like the runtime, abort parked waiters, rebuild from the
+ * last durable record. */
+static void rebuild(host *h)
+{
+    for (uint64_t i = 0; i < h->next_id; i++)
+        if (!h->parks[i].done) h_complete(h, i + 1, RT_ABORTED, "actor recovered", 15, 0);
+    cg_actor_free(h->a);
+    build(h);
+    h->rebuilds++;
+}
+
+static void host_init(host *h, uint32_t rendezvous_ms, uint32_t flags)
+{
+    memset(h, 0, sizeof *h);
+    cg_dkg_error e;
+    do
+        cx_random(h->hostseckey, 32);
+    while (cg_dkg_hostpubkey_gen(h->hostpubkey, h->hostseckey, 32, &e) != RT_OK);
+    h->rendezvous_ms = rendezvous_ms;
+    h->flags = flags;
+    h->now = 1000000;
+    build(h);
+}
+
+static void host_fini(host *h)
+{
+    cg_actor_free(h->a);
+    for (uint64_t i = 0; i < h->next_id; i++)
+        free(h->parks[i].data);
+    free(h->rec);
+}
+
+/* Runs one command. Returns the immediate result, or a parked one (its
+ * completion appears in h->parks[id - 1]). */
+static result call(host *h, const cg_cmd *c)
+{
+    uint8_t *buf;
+    size_t need, len;
+    assert_int_equal(cg_cmd_encode(c, NULL, 0, &need), RT_OUT_OF_RANGE);
+    buf = malloc(need);
+    assert_int_equal(cg_cmd_encode(c, buf, need, &len), RT_OK);
+    memset(&h->cur, 0, sizeof h->cur);
+    h->dirty = 0;
+    rt_status st = cg_actor_handle(h->a, &ops, h, buf, len, h->now);
+    free(buf);
+    result r = h->cur;
+    if (st != RT_OK) {
+        assert_false(r.parked);
+        free(r.data);
+        r = (result){.done = 1, .st = RT_INTERNAL};
+        rebuild(h);
+        return r;
+    }
+    assert_true(r.done || r.parked);
+    if (h->dirty) {
+        /* Write before ack: the record is taken before replies are read. */
+        assert_int_equal(cg_actor_snapshot(h->a, &ops, h), RT_OK);
+    }
+    return r;
+}
+
+static void tick(host *h)
+{
+    memset(&h->cur, 0, sizeof h->cur);
+    assert_int_equal(cg_actor_tick(h->a, &ops, h, h->now), RT_OK);
+    assert_false(h->cur.done || h->cur.parked);
+}
+
+/* The final answer of a result (its completion if it was parked). */
+static result * final(host *h, result *r)
+{
+    if (r->parked) return &h->parks[r->id - 1];
+    return r;
+}
+
+/* --------------------------------------------------------------- devices -- */
+
+typedef struct device {
+    uint8_t seckey[32];
+    uint8_t pubkey[33];
+    uint32_t idx;
+    cg_dkg_pstate1 st1;
+    cg_dkg_pstate2 st2;
+    cg_dkg_output out;
+    uint8_t pmsg1[CG_DKG_PMSG1_MAX];
+    size_t pmsg1_len;
+    uint8_t pmsg2[64];
+} device;
+
+typedef struct wallet {
+    host h;
+    uint32_t n, t, me;
+    device dev[CG_DKG_MAX_N];
+    uint32_t ndev;
+    cg_dkg_params params;
+    uint8_t thresh_pk[33];
+    uint8_t pubshares[CG_DKG_MAX_N][33];
+} wallet;
+
+static device *dev_of(wallet *w, uint32_t idx)
+{
+    for (uint32_t i = 0; i < w->ndev; i++)
+        if (w->dev[i].idx == idx) return &w->dev[i];
+    return NULL;
+}
+
+static void rnd(uint8_t *p, size_t n)
+{
+    cx_random(p, n);
+}
+
+/* Sets up host keys and params: n participants, the service at index me. */
+static void wallet_setup(wallet *w, uint32_t n, uint32_t t, uint32_t me, uint32_t flags)
+{
+    memset(w, 0, sizeof *w);
+    host_init(&w->h, 60000, flags);
+    w->n = n;
+    w->t = t;
+    w->me = me;
+    w->params.n = n;
+    w->params.t = t;
+    cg_dkg_error e;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i == me) {
+            memcpy(w->params.hostpubkeys[i], w->h.hostpubkey, 33);
+            continue;
+        }
+        device *d = &w->dev[w->ndev++];
+        d->idx = i;
+        do
+            rnd(d->seckey, 32);
+        while (cg_dkg_hostpubkey_gen(d->pubkey, d->seckey, 32, &e) != RT_OK);
+        memcpy(w->params.hostpubkeys[i], d->pubkey, 33);
+    }
+}
+
+static cg_cmd dkg1_cmd(wallet *w, device *d)
+{
+    cg_cmd c = {.kind = CG_CMD_DKG_ROUND1, .sender = d->pubkey};
+    c.u.dkg1.n = w->n;
+    c.u.dkg1.t = w->t;
+    c.u.dkg1.hostpubkeys = w->params.hostpubkeys[0];
+    c.u.dkg1.pmsg1 = d->pmsg1;
+    c.u.dkg1.pmsg1_len = (uint32_t)d->pmsg1_len;
+    return c;
+}
+
+static void run_dkg(wallet *w)
+{
+    cg_dkg_error e;
+    uint8_t r32[32];
+    result r1[CG_DKG_MAX_N], r2[CG_DKG_MAX_N];
+
+    for (uint32_t i = 0; i < w->ndev; i++) {
+        device *d = &w->dev[i];
+        rnd(r32, 32);
+        assert_int_equal(cg_dkg_participant_step1(&d->st1, d->pmsg1, sizeof d->pmsg1, &d->pmsg1_len,
+                                                  d->seckey, 32, &w->params, r32, 32, &e),
+                         RT_OK);
+    }
+    for (uint32_t i = 0; i < w->ndev; i++) {
+        cg_cmd c = dkg1_cmd(w, &w->dev[i]);
+        r1[i] = call(&w->h, &c);
+        assert_true(r1[i].parked); /* the rendezvous holds every device */
+        if (i + 1 < w->ndev) assert_false(final(&w->h, &r1[i])->done);
+    }
+    assert_true(cg_actor_has_dkg(w->h.a));
+    for (uint32_t i = 0; i < w->ndev; i++) {
+        device *d = &w->dev[i];
+        result *f = final(&w->h, &r1[i]);
+        assert_true(f->done);
+        assert_int_equal(f->st, RT_OK);
+        cg_reply rep;
+        assert_int_equal(cg_reply_decode(&rep, f->data, f->len), RT_OK);
+        assert_int_equal(rep.kind, CG_CMD_DKG_ROUND1);
+        rnd(r32, 32);
+        assert_int_equal(cg_dkg_participant_step2(&d->st2, d->pmsg2, d->seckey, 32, &d->st1,
+                                                  rep.u.dkg1.cmsg1, rep.u.dkg1.cmsg1_len, r32, 32,
+                                                  NULL, &e),
+                         RT_OK);
+    }
+    assert_null(w->h.rec); /* nothing durable until the DKG finalizes */
+    for (uint32_t i = 0; i < w->ndev; i++) {
+        device *d = &w->dev[i];
+        cg_cmd c = {.kind = CG_CMD_DKG_ROUND2, .sender = d->pubkey};
+        c.u.dkg2.pmsg2 = d->pmsg2;
+        c.u.dkg2.pmsg2_len = 64;
+        r2[i] = call(&w->h, &c);
+        assert_true(r2[i].parked);
+    }
+    assert_non_null(w->h.rec); /* committed by the call that released the replies */
+    assert_true(cg_actor_has_wallet(w->h.a));
+    assert_false(cg_actor_has_dkg(w->h.a));
+    for (uint32_t i = 0; i < w->ndev; i++) {
+        device *d = &w->dev[i];
+        result *f = final(&w->h, &r2[i]);
+        assert_true(f->done);
+        assert_int_equal(f->st, RT_OK);
+        cg_reply rep;
+        assert_int_equal(cg_reply_decode(&rep, f->data, f->len), RT_OK);
+        uint8_t rec[CG_DKG_RECOVERY_MAX];
+        size_t rec_len;
+        assert_int_equal(cg_dkg_participant_finalize(&d->out, rec, sizeof rec, &rec_len, &d->st2,
+                                                     rep.u.dkg2.cmsg2, rep.u.dkg2.cmsg2_len, &e),
+                         RT_OK);
+        assert_memory_equal(d->out.threshold_pubkey, rep.u.dkg2.thresh_pubkey, 33);
+        if (i == 0) {
+            memcpy(w->thresh_pk, d->out.threshold_pubkey, 33);
+            memcpy(w->pubshares, d->out.pubshares, sizeof w->pubshares);
+        }
+        assert_memory_equal(w->thresh_pk, d->out.threshold_pubkey, 33);
+    }
+
+    /* GET_WALLET agrees with what the devices derived. */
+    cg_cmd g = {.kind = CG_CMD_GET_WALLET, .sender = w->dev[0].pubkey};
+    result r = call(&w->h, &g);
+    assert_int_equal(r.st, RT_OK);
+    cg_reply rep;
+    assert_int_equal(cg_reply_decode(&rep, r.data, r.len), RT_OK);
+    assert_memory_equal(rep.u.wallet.thresh_pubkey, w->thresh_pk, 33);
+    assert_int_equal(rep.u.wallet.t, w->t);
+    assert_int_equal(rep.u.wallet.n, w->n);
+    assert_memory_equal(rep.u.wallet.hostpubkeys, w->params.hostpubkeys, 33 * w->n);
+    assert_memory_equal(rep.u.wallet.pubshares, w->pubshares, 33 * w->n);
+    free(r.data);
+}
+
+/* ------------------------------------------------------------- signing -- */
+
+typedef struct sess {
+    uint8_t sid[32];
+    uint32_t count;
+    uint8_t ids[CG_MAX_PARTICIPANTS];
+    uint8_t msg[256];
+    uint32_t msg_len;
+    uint32_t n_tweaks;
+    uint8_t tweaks[2][32];
+    uint8_t xonly[2];
+    cg_frost_secnonce secnonce[CG_MAX_PARTICIPANTS];
+    uint8_t pubnonce[CG_MAX_PARTICIPANTS][66];
+    uint8_t aggnonce[66];
+    uint8_t psig[CG_MAX_PARTICIPANTS][32];
+    uint8_t sig[64];
+    secp256k1_xonly_pubkey Q; /* expected key, derived with libsecp256k1 */
+} sess;
+
+/* Random signer set (always the service, at least t), message and tweaks:
+ * sometimes a plain (BIP 32 style) tweak, mostly a BIP 341 Taproot tweak
+ * with or without a script tree. The expected output key is derived with
+ * libsecp256k1's tweak functions, independently of the code under test. */
+static void sess_random(wallet *w, sess *s)
+{
+    memset(s, 0, sizeof *s);
+    rnd(s->sid, 32);
+    uint32_t members = 1u << w->me;
+    for (uint32_t i = 0; i < w->n; i++)
+        if (rand() & 1) members |= 1u << i;
+    while (__builtin_popcount(members) < (int)w->t)
+        members |= 1u << ((uint32_t)rand() % w->n);
+    /* signer_ids in a random rotation: order must not matter */
+    uint32_t start = (uint32_t)rand() % w->n;
+    for (uint32_t k = 0; k < w->n; k++) {
+        uint32_t i = (start + k) % w->n;
+        if (members & (1u << i)) s->ids[s->count++] = (uint8_t)i;
+    }
+    s->msg_len = (uint32_t)rand() % sizeof s->msg;
+    rnd(s->msg, s->msg_len);
+
+    secp256k1_pubkey P;
+    assert_true(secp256k1_ec_pubkey_parse(secp, &P, w->thresh_pk, 33));
+    if (rand() % 3 == 0) {
+        rnd(s->tweaks[s->n_tweaks], 32);
+        s->xonly[s->n_tweaks] = 0;
+        assert_true(secp256k1_ec_pubkey_tweak_add(secp, &P, s->tweaks[s->n_tweaks]));
+        s->n_tweaks++;
+    }
+    secp256k1_xonly_pubkey X;
+    assert_true(secp256k1_xonly_pubkey_from_pubkey(secp, &X, NULL, &P));
+    if (rand() % 4 != 0) {
+        uint8_t buf[64];
+        size_t l = 32;
+        assert_true(secp256k1_xonly_pubkey_serialize(secp, buf, &X));
+        if (rand() & 1) {
+            rnd(buf + 32, 32); /* merkle root of a script tree */
+            l = 64;
+        }
+        assert_true(secp256k1_tagged_sha256(secp, s->tweaks[s->n_tweaks],
+                                            (const uint8_t *)"TapTweak", 8, buf, l));
+        s->xonly[s->n_tweaks] = 1;
+        assert_true(secp256k1_xonly_pubkey_tweak_add(secp, &P, &X, s->tweaks[s->n_tweaks]));
+        s->n_tweaks++;
+        assert_true(secp256k1_xonly_pubkey_from_pubkey(secp, &X, NULL, &P));
+    }
+    s->Q = X;
+}
+
+static cg_cmd sign1_cmd(sess *s, device *d, uint32_t pos)
+{
+    cg_cmd c = {.kind = CG_CMD_SIGN_ROUND1, .sender = d->pubkey};
+    c.u.sign1.session_id = s->sid;
+    c.u.sign1.n_signers = s->count;
+    memcpy(c.u.sign1.signer_ids, s->ids, s->count);
+    c.u.sign1.msg = s->msg;
+    c.u.sign1.msg_len = s->msg_len;
+    c.u.sign1.n_tweaks = s->n_tweaks;
+    for (uint32_t i = 0; i < s->n_tweaks; i++)
+        c.u.sign1.tweaks[i] = (cg_tweak){s->tweaks[i], s->xonly[i]};
+    c.u.sign1.pubnonce = s->pubnonce[pos];
+    return c;
+}
+
+/* Round 1 for every device signer; returns the aggnonce all of them got. */
+static void sign_round1(wallet *w, sess *s)
+{
+    result r[CG_MAX_PARTICIPANTS];
+    cg_frost_error e;
+    uint32_t ndev = 0;
+    for (uint32_t p = 0; p < s->count; p++) {
+        device *d = dev_of(w, s->ids[p]);
+        if (!d) continue;
+        assert_int_equal(cg_frost_nonce_gen(&s->secnonce[p], s->pubnonce[p], d->out.secshare,
+                                            d->out.pubshares[d->idx], w->thresh_pk + 1, s->msg,
+                                            s->msg_len, NULL, 0, &e),
+                         RT_OK);
+        cg_cmd c = sign1_cmd(s, d, p);
+        r[ndev] = call(&w->h, &c);
+        assert_true(r[ndev].parked);
+        ndev++;
+    }
+    for (uint32_t i = 0; i < ndev; i++) {
+        result *f = final(&w->h, &r[i]);
+        assert_true(f->done);
+        assert_int_equal(f->st, RT_OK);
+        cg_reply rep;
+        assert_int_equal(cg_reply_decode(&rep, f->data, f->len), RT_OK);
+        assert_int_equal(rep.kind, CG_CMD_SIGN_ROUND1);
+        if (i == 0) memcpy(s->aggnonce, rep.u.sign1.aggnonce, 66);
+        assert_memory_equal(s->aggnonce, rep.u.sign1.aggnonce, 66);
+    }
+}
+
+/* Round 2: every device signs (the one at position bad, if any, sends a
+ * corrupted partial signature); returns the status all devices got. */
+static int32_t sign_round2(wallet *w, sess *s, int bad, uint64_t *blame)
+{
+    result r[CG_MAX_PARTICIPANTS];
+    cg_frost_error e;
+    uint32_t ids[CG_MAX_PARTICIPANTS], ndev = 0;
+    uint8_t ps[CG_MAX_PARTICIPANTS][33];
+    cg_frost_signers signers;
+    cg_frost_tweak_ctx tc;
+    cg_frost_session fs;
+
+    for (uint32_t p = 0; p < s->count; p++) {
+        ids[p] = s->ids[p];
+        memcpy(ps[p], w->pubshares[ids[p]], 33);
+    }
+    assert_int_equal(cg_frost_signers_init(&signers, w->n, w->t, ids, (const uint8_t(*)[33])ps,
+                                           s->count, w->thresh_pk, &e),
+                     RT_OK);
+    assert_int_equal(cg_frost_tweak_init(&tc, w->thresh_pk, &e), RT_OK);
+    for (uint32_t i = 0; i < s->n_tweaks; i++)
+        assert_int_equal(cg_frost_tweak_apply(&tc, s->tweaks[i], 32, s->xonly[i], &e), RT_OK);
+    assert_int_equal(cg_frost_session_init(&fs, &signers, &tc, s->aggnonce, s->msg, s->msg_len, &e),
+                     RT_OK);
+    for (uint32_t p = 0; p < s->count; p++) {
+        device *d = dev_of(w, s->ids[p]);
+        if (!d) continue;
+        assert_int_equal(
+            cg_frost_sign(s->psig[p], &s->secnonce[p], d->out.secshare, d->idx, &fs, &e), RT_OK);
+        if ((int)p == bad) s->psig[p][31] ^= 1;
+        cg_cmd c = {.kind = CG_CMD_SIGN_ROUND2, .sender = d->pubkey};
+        c.u.sign2.session_id = s->sid;
+        c.u.sign2.psig = s->psig[p];
+        r[ndev] = call(&w->h, &c);
+        assert_true(r[ndev].parked);
+        ndev++;
+    }
+    int32_t st = -1;
+    for (uint32_t i = 0; i < ndev; i++) {
+        result *f = final(&w->h, &r[i]);
+        assert_true(f->done);
+        if (i == 0) {
+            st = f->st;
+            *blame = f->blame;
+        }
+        assert_int_equal(f->st, st);
+        assert_int_equal(f->blame, *blame);
+        if (f->st == RT_OK) {
+            cg_reply rep;
+            assert_int_equal(cg_reply_decode(&rep, f->data, f->len), RT_OK);
+            assert_int_equal(rep.kind, CG_CMD_SIGN_ROUND2);
+            memcpy(s->sig, rep.u.sign2.sig, 64);
+        }
+    }
+    return st;
+}
+
+static void sign_ok(wallet *w, sess *s)
+{
+    uint64_t blame = 0;
+    sign_round1(w, s);
+    assert_int_equal(sign_round2(w, s, -1, &blame), RT_OK);
+    assert_int_equal(blame, 0);
+    assert_true(secp256k1_schnorrsig_verify(secp, s->sig, s->msg, s->msg_len, &s->Q));
+}
+
+static void many_sessions(wallet *w)
+{
+    unsigned sessions, nonces;
+    for (int i = 0; i < SESSIONS; i++) {
+        sess s;
+        sess_random(w, &s);
+        sign_ok(w, &s);
+        cg_actor_session_counts(w->h.a, &sessions, &nonces);
+        assert_int_equal(nonces, 0);
+    }
+}
+
+/* ----------------------------------------------------------------- tests -- */
+
+static void test_2of2_dkg_and_100_sessions(void **state)
+{
+    (void)state;
+    static wallet w;
+    wallet_setup(&w, 2, 2, 1, 0);
+    run_dkg(&w);
+    many_sessions(&w);
+    assert_int_equal(w.h.rebuilds, 0);
+    host_fini(&w.h);
+}
+
+static void test_2of3_dkg_and_100_sessions(void **state)
+{
+    (void)state;
+    static wallet w;
+    wallet_setup(&w, 3, 2, 1, 0);
+    run_dkg(&w);
+    many_sessions(&w);
+    host_fini(&w.h);
+}
+
+/* A bad partial signature aborts the session for everyone and names its
+ * signer; the next session works. */
+static void test_bad_psig_blamed(void **state)
+{
+    (void)state;
+    static wallet w;
+    wallet_setup(&w, 3, 2, 0, 0);
+    run_dkg(&w);
+    for (uint32_t victim = 1; victim <= 2; victim++) {
+        sess s;
+        sess_random(&w, &s);
+        s.count = 3;
+        s.ids[0] = 2;
+        s.ids[1] = 0;
+        s.ids[2] = 1;
+        int bad = victim == 2 ? 0 : 2; /* position of the victim */
+        uint64_t blame = 0;
+        sign_round1(&w, &s);
+        assert_int_equal(sign_round2(&w, &s, bad, &blame), RT_ABORTED);
+        assert_int_equal(blame, 1u << victim);
+        /* A retry of the bad post gets the same verdict, not a signature. */
+        cg_cmd c = {.kind = CG_CMD_SIGN_ROUND2, .sender = dev_of(&w, victim)->pubkey};
+        c.u.sign2.session_id = s.sid;
+        c.u.sign2.psig = s.psig[bad];
+        result r = call(&w.h, &c);
+        assert_int_equal(r.st, RT_ABORTED);
+        assert_int_equal(r.blame, 1u << victim);
+        free(r.data);
+    }
+    sess s;
+    sess_random(&w, &s);
+    sign_ok(&w, &s);
+    host_fini(&w.h);
+}
+
+/* A handler fault between the rounds: the session is gone with its nonce,
+ * waiters get ABORTED, and the next session signs with the share restored
+ * from the durable record. */
+static void test_fault_between_rounds(void **state)
+{
+    (void)state;
+    static wallet w;
+    unsigned sessions, nonces;
+    wallet_setup(&w, 3, 2, 2, CG_CONFIG_FAULT_INJECTION);
+    run_dkg(&w);
+    sess s;
+    sess_random(&w, &s);
+    s.count = 2;
+    s.ids[0] = 0;
+    s.ids[1] = 2;
+    sign_round1(&w, &s);
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 1);
+    assert_int_equal(nonces, 0); /* used when round 1 completed */
+
+    /* A device parks on round 2, then the handler faults. */
+    cg_cmd c2 = {.kind = CG_CMD_SIGN_ROUND2, .sender = w.dev[0].pubkey};
+    uint8_t junk[32] = {1};
+    c2.u.sign2.session_id = s.sid;
+    c2.u.sign2.psig = junk;
+    sess s3;
+    sess_random(&w, &s3);
+    s3.count = 3;
+    s3.ids[0] = 0;
+    s3.ids[1] = 1;
+    s3.ids[2] = 2;
+    cg_frost_error e;
+    assert_int_equal(
+        cg_frost_nonce_gen(&s3.secnonce[0], s3.pubnonce[0], NULL, NULL, NULL, NULL, 0, NULL, 0, &e),
+        RT_OK);
+    cg_cmd c1 = sign1_cmd(&s3, &w.dev[0], 0);
+    result parked1 = call(&w.h, &c1); /* a second session, holding a nonce */
+    assert_true(parked1.parked);
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(nonces, 1);
+
+    cg_cmd f = {.kind = CG_CMD_FAULT, .sender = w.dev[0].pubkey};
+    f.u.fault.kind = CG_FAULT_TRAP;
+    result r = call(&w.h, &f);
+    assert_int_equal(r.st, RT_INTERNAL);
+    assert_int_equal(w.h.rebuilds, 1);
+    assert_int_equal(final(&w.h, &parked1)->st, RT_ABORTED);
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 0);
+    assert_int_equal(nonces, 0);
+    assert_true(cg_actor_has_wallet(w.h.a));
+
+    /* Round 2 of the interrupted session is refused, not hung. */
+    r = call(&w.h, &c2);
+    assert_int_equal(r.st, RT_ABORTED);
+    free(r.data);
+
+    for (int i = 0; i < 3; i++) {
+        sess_random(&w, &s);
+        sign_ok(&w, &s);
+    }
+    host_fini(&w.h);
+}
+
+/* Without fault injection enabled by the host, FAULT is refused. */
+static void test_fault_refused(void **state)
+{
+    (void)state;
+    host h;
+    host_init(&h, 0, 0);
+    uint8_t pk[33] = {2};
+    cg_cmd f = {.kind = CG_CMD_FAULT, .sender = pk};
+    f.u.fault.kind = CG_FAULT_TRAP;
+    result r = call(&h, &f);
+    assert_int_equal(r.st, RT_PERMISSION_DENIED);
+    assert_int_equal(h.rebuilds, 0);
+    free(r.data);
+    host_fini(&h);
+}
+
+/* Rendezvous rules: identical re-posts park too and get the same answer,
+ * conflicting posts are refused, strangers are refused, the deadline
+ * expires everything and wipes the nonce. */
+static void test_rendezvous_rules(void **state)
+{
+    (void)state;
+    static wallet w;
+    wallet_setup(&w, 3, 2, 0, 0);
+    w.h.rendezvous_ms = 5000;
+    cg_actor_free(w.h.a);
+    build(&w.h);
+    run_dkg(&w);
+
+    sess s;
+    sess_random(&w, &s);
+    s.count = 3;
+    s.ids[0] = 0;
+    s.ids[1] = 1;
+    s.ids[2] = 2;
+    cg_frost_error e;
+    for (int p = 1; p <= 2; p++)
+        assert_int_equal(cg_frost_nonce_gen(&s.secnonce[p], s.pubnonce[p], NULL, NULL, NULL, NULL,
+                                            0, NULL, 0, &e),
+                         RT_OK);
+    device *d1 = dev_of(&w, 1), *d2 = dev_of(&w, 2);
+    cg_cmd c = sign1_cmd(&s, d1, 1);
+    result a1 = call(&w.h, &c);
+    result a2 = call(&w.h, &c); /* identical retry parks as well */
+    assert_true(a1.parked && a2.parked);
+    /* conflicting pubnonce from the same device */
+    uint8_t other[66];
+    memcpy(other, s.pubnonce[2], 66);
+    c.u.sign1.pubnonce = other;
+    result bad = call(&w.h, &c);
+    assert_int_equal(bad.st, RT_INVALID_ARGUMENT);
+    free(bad.data);
+    /* conflicting parameters under the same session id */
+    c = sign1_cmd(&s, d2, 2);
+    c.u.sign1.msg_len = s.msg_len ? s.msg_len - 1 : 1;
+    bad = call(&w.h, &c);
+    assert_int_equal(bad.st, RT_INVALID_ARGUMENT);
+    free(bad.data);
+    /* a key that is not a participant */
+    uint8_t stranger[33];
+    memcpy(stranger, w.h.hostpubkey, 33);
+    stranger[32] ^= 1;
+    c = sign1_cmd(&s, d2, 2);
+    c.sender = stranger;
+    bad = call(&w.h, &c);
+    assert_int_equal(bad.st, RT_PERMISSION_DENIED);
+    free(bad.data);
+    /* the service's own key cannot post as a device */
+    c.sender = w.h.hostpubkey;
+    bad = call(&w.h, &c);
+    assert_int_equal(bad.st, RT_PERMISSION_DENIED);
+    free(bad.data);
+
+    c = sign1_cmd(&s, d2, 2);
+    result a3 = call(&w.h, &c);
+    assert_true(a3.parked);
+    result *f1 = final(&w.h, &a1), *f2 = final(&w.h, &a2), *f3 = final(&w.h, &a3);
+    assert_int_equal(f1->st, RT_OK);
+    assert_int_equal(f2->st, RT_OK);
+    assert_int_equal(f3->st, RT_OK);
+    assert_int_equal(f1->len, f3->len);
+    assert_memory_equal(f1->data, f2->data, f1->len);
+    assert_memory_equal(f1->data, f3->data, f1->len);
+    /* a late identical retry is answered at once */
+    c = sign1_cmd(&s, d1, 1);
+    result a4 = call(&w.h, &c);
+    assert_false(a4.parked);
+    assert_int_equal(a4.st, RT_OK);
+    assert_memory_equal(a4.data, f1->data, f1->len);
+    free(a4.data);
+
+    /* An abandoned session: one device posts, nobody else; the deadline
+     * passes; tick answers DEADLINE_EXCEEDED and wipes the nonce. */
+    sess t;
+    sess_random(&w, &t);
+    t.count = 3;
+    t.ids[0] = 0;
+    t.ids[1] = 1;
+    t.ids[2] = 2;
+    assert_int_equal(
+        cg_frost_nonce_gen(&t.secnonce[1], t.pubnonce[1], NULL, NULL, NULL, NULL, 0, NULL, 0, &e),
+        RT_OK);
+    c = sign1_cmd(&t, d1, 1);
+    result ab = call(&w.h, &c);
+    assert_true(ab.parked);
+    unsigned sessions, nonces;
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(nonces, 1);
+    w.h.now += 5001;
+    tick(&w.h);
+    assert_int_equal(final(&w.h, &ab)->st, RT_DEADLINE_EXCEEDED);
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 0);
+    assert_int_equal(nonces, 0);
+
+    /* Bounded: CG_MAX_SIGN_SESSIONS live sessions, then RESOURCE_EXHAUSTED. */
+    for (int i = 0; i <= CG_MAX_SIGN_SESSIONS; i++) {
+        sess_random(&w, &t);
+        t.count = 3;
+        t.ids[0] = 0;
+        t.ids[1] = 1;
+        t.ids[2] = 2;
+        memset(t.pubnonce[1], 0, 66);
+        assert_int_equal(cg_frost_nonce_gen(&t.secnonce[1], t.pubnonce[1], NULL, NULL, NULL, NULL,
+                                            0, NULL, 0, &e),
+                         RT_OK);
+        c = sign1_cmd(&t, d1, 1);
+        result x = call(&w.h, &c);
+        if (i < CG_MAX_SIGN_SESSIONS) {
+            assert_true(x.parked);
+        } else {
+            assert_int_equal(x.st, RT_RESOURCE_EXHAUSTED);
+            free(x.data);
+        }
+    }
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, CG_MAX_SIGN_SESSIONS);
+    w.h.now += 5001;
+    tick(&w.h);
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 0);
+    sess_random(&w, &s);
+    sign_ok(&w, &s);
+    host_fini(&w.h);
+}
+
+/* DKG rendezvous: duplicate posts, the deadline, and retries of round 2
+ * answered from the durable record after a restart. */
+static void test_dkg_rules(void **state)
+{
+    (void)state;
+    static wallet w;
+    cg_dkg_error e;
+    uint8_t r32[32];
+    wallet_setup(&w, 3, 2, 1, CG_CONFIG_FAULT_INJECTION);
+
+    /* One device posts, the other never does: the deadline aborts it. */
+    device *d = &w.dev[0];
+    rnd(r32, 32);
+    assert_int_equal(cg_dkg_participant_step1(&d->st1, d->pmsg1, sizeof d->pmsg1, &d->pmsg1_len,
+                                              d->seckey, 32, &w.params, r32, 32, &e),
+                     RT_OK);
+    cg_cmd c = dkg1_cmd(&w, d);
+    result r = call(&w.h, &c);
+    assert_true(r.parked);
+    result r2 = call(&w.h, &c); /* duplicate parks too */
+    assert_true(r2.parked);
+    d->pmsg1[40] ^= 1;
+    result bad = call(&w.h, &c); /* conflicting */
+    assert_int_equal(bad.st, RT_INVALID_ARGUMENT);
+    free(bad.data);
+    d->pmsg1[40] ^= 1;
+    /* round 2 before round 1 completed */
+    cg_cmd c2 = {.kind = CG_CMD_DKG_ROUND2, .sender = d->pubkey};
+    c2.u.dkg2.pmsg2 = d->pmsg2;
+    c2.u.dkg2.pmsg2_len = 64;
+    bad = call(&w.h, &c2);
+    assert_int_equal(bad.st, RT_FAILED_PRECONDITION);
+    free(bad.data);
+    w.h.now += 60001;
+    tick(&w.h);
+    assert_int_equal(final(&w.h, &r)->st, RT_DEADLINE_EXCEEDED);
+    assert_int_equal(final(&w.h, &r2)->st, RT_DEADLINE_EXCEEDED);
+    assert_false(cg_actor_has_dkg(w.h.a));
+
+    /* A full DKG; then a restart; a device retrying round 2 still gets
+     * the certificate; round 1 again is refused. */
+    run_dkg(&w);
+    cg_cmd f = {.kind = CG_CMD_FAULT, .sender = d->pubkey};
+    f.u.fault.kind = CG_FAULT_RETURN;
+    r = call(&w.h, &f);
+    assert_int_equal(r.st, RT_INTERNAL);
+    assert_true(cg_actor_has_wallet(w.h.a));
+    r = call(&w.h, &c2);
+    assert_int_equal(r.st, RT_OK);
+    cg_reply rep;
+    assert_int_equal(cg_reply_decode(&rep, r.data, r.len), RT_OK);
+    assert_memory_equal(rep.u.dkg2.thresh_pubkey, w.thresh_pk, 33);
+    free(r.data);
+    c = dkg1_cmd(&w, d);
+    r = call(&w.h, &c);
+    assert_int_equal(r.st, RT_ALREADY_EXISTS);
+    free(r.data);
+    sess s;
+    sess_random(&w, &s);
+    sign_ok(&w, &s);
+    host_fini(&w.h);
+}
+
+/* A faulty device message aborts the DKG round for all, with blame. */
+static void test_dkg_blame(void **state)
+{
+    (void)state;
+    static wallet w;
+    cg_dkg_error e;
+    uint8_t r32[32];
+    wallet_setup(&w, 3, 2, 0, 0);
+    result r[2];
+    for (uint32_t i = 0; i < 2; i++) {
+        device *d = &w.dev[i];
+        rnd(r32, 32);
+        assert_int_equal(cg_dkg_participant_step1(&d->st1, d->pmsg1, sizeof d->pmsg1, &d->pmsg1_len,
+                                                  d->seckey, 32, &w.params, r32, 32, &e),
+                         RT_OK);
+    }
+    /* Device 2 (index 2) corrupts its encrypted share for the service
+     * (participant 0): the last 32n bytes of pmsg1 are the enc shares. */
+    device *liar = &w.dev[1];
+    liar->pmsg1[liar->pmsg1_len - 3 * 32 + 5] ^= 0x40;
+    for (uint32_t i = 0; i < 2; i++) {
+        cg_cmd c = dkg1_cmd(&w, &w.dev[i]);
+        r[i] = call(&w.h, &c);
+        assert_true(r[i].parked);
+    }
+    for (uint32_t i = 0; i < 2; i++) {
+        result *f = final(&w.h, &r[i]);
+        assert_int_equal(f->st, RT_ABORTED);
+        assert_int_equal(f->blame, 1u << liar->idx);
+    }
+    assert_false(cg_actor_has_dkg(w.h.a));
+    assert_false(cg_actor_has_wallet(w.h.a));
+    host_fini(&w.h);
+}
+
+/* The durable record: round trip, and refusal of anything damaged. */
+static void test_snapshot_restore(void **state)
+{
+    (void)state;
+    static wallet w;
+    wallet_setup(&w, 3, 2, 1, 0);
+    run_dkg(&w);
+    size_t len = w.h.rec_len;
+    uint8_t *rec = malloc(len);
+    memcpy(rec, w.h.rec, len);
+
+    cg_actor *a;
+    /* every truncation fails cleanly */
+    for (size_t l = 1; l < len; l++) {
+        assert_int_equal(cg_actor_new(&a), RT_OK);
+        cg_actor_init(a);
+        cg_actor_set_hostkey(a, w.h.hostseckey);
+        assert_int_equal(cg_actor_restore(a, rec, l), RT_DATA_LOSS);
+        assert_false(cg_actor_has_wallet(a));
+        cg_actor_free(a);
+    }
+    /* flips in the header, the counts, the key material */
+    size_t n = w.n;
+    size_t at[] = {0,
+                   3,
+                   4,
+                   5,
+                   6,
+                   7,
+                   8 + 33 * n,
+                   8 + 33 * n + 31,
+                   8 + 33 * n + 32 + 5,
+                   8 + 33 * n + 65 + 33 + 7,
+                   len - 1 - (64 * n + 98 * n + 33 * 2)};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        rec[at[i]] ^= 0x04;
+        assert_int_equal(cg_actor_new(&a), RT_OK);
+        cg_actor_init(a);
+        cg_actor_set_hostkey(a, w.h.hostseckey);
+        assert_int_equal(cg_actor_restore(a, rec, len), RT_DATA_LOSS);
+        cg_actor_free(a);
+        rec[at[i]] ^= 0x04;
+    }
+    /* random damage never crashes */
+    for (int i = 0; i < 2000; i++) {
+        size_t k = (size_t)rand() % len;
+        uint8_t old = rec[k];
+        rec[k] = (uint8_t)rand();
+        assert_int_equal(cg_actor_new(&a), RT_OK);
+        cg_actor_init(a);
+        cg_actor_set_hostkey(a, w.h.hostseckey);
+        (void)cg_actor_restore(a, rec, len);
+        cg_actor_free(a);
+        rec[k] = old;
+    }
+    /* another service's key */
+    uint8_t other[32];
+    memcpy(other, w.h.hostseckey, 32);
+    other[31] ^= 1;
+    assert_int_equal(cg_actor_new(&a), RT_OK);
+    cg_actor_init(a);
+    assert_int_equal(cg_actor_set_hostkey(a, other), RT_OK);
+    assert_int_equal(cg_actor_restore(a, rec, len), RT_DATA_LOSS);
+    cg_actor_free(a);
+    /* intact: restores, and snapshots to the same bytes */
+    host h2;
+    memset(&h2, 0, sizeof h2);
+    assert_int_equal(cg_actor_new(&a), RT_OK);
+    cg_actor_init(a);
+    cg_actor_set_hostkey(a, w.h.hostseckey);
+    assert_int_equal(cg_actor_restore(a, rec, len), RT_OK);
+    assert_true(cg_actor_has_wallet(a));
+    assert_int_equal(cg_actor_snapshot(a, &ops, &h2), RT_OK);
+    assert_int_equal(h2.rec_len, len);
+    assert_memory_equal(h2.rec, rec, len);
+    free(h2.rec);
+    cg_actor_free(a);
+    /* an empty actor's record */
+    assert_int_equal(cg_actor_new(&a), RT_OK);
+    cg_actor_init(a);
+    cg_actor_set_hostkey(a, w.h.hostseckey);
+    memset(&h2, 0, sizeof h2);
+    assert_int_equal(cg_actor_snapshot(a, &ops, &h2), RT_OK);
+    assert_int_equal(h2.rec_len, 5);
+    cg_actor_free(a);
+    assert_int_equal(cg_actor_new(&a), RT_OK);
+    cg_actor_init(a);
+    cg_actor_set_hostkey(a, w.h.hostseckey);
+    assert_int_equal(cg_actor_restore(a, h2.rec, h2.rec_len), RT_OK);
+    assert_false(cg_actor_has_wallet(a));
+    cg_actor_free(a);
+    free(h2.rec);
+    free(rec);
+    host_fini(&w.h);
+}
+
+int main(void)
+{
+    cx_init();
+    secp = secp256k1_context_create(SECP256K1_CONTEXT_VERIFY);
+    srand(7);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_2of2_dkg_and_100_sessions),
+        cmocka_unit_test(test_2of3_dkg_and_100_sessions),
+        cmocka_unit_test(test_bad_psig_blamed),
+        cmocka_unit_test(test_fault_between_rounds),
+        cmocka_unit_test(test_fault_refused),
+        cmocka_unit_test(test_rendezvous_rules),
+        cmocka_unit_test(test_dkg_rules),
+        cmocka_unit_test(test_dkg_blame),
+        cmocka_unit_test(test_snapshot_restore),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    secp256k1_context_destroy(secp);
+    return rc;
+}
