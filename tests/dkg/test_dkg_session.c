@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "cg_config.h"
 #include "cg_cx.h"
 #include "cg_dkg.h"
 
@@ -344,6 +345,116 @@ static void test_step2_consumes_state(void **state)
     session_free(s);
 }
 
+/* Mutated messages (flipped bytes, wrong lengths) at every entry point: never
+ * a crash or an out-of-bounds access (ASan), always a defined verdict, and a
+ * blamed index is always a real participant. */
+static uint32_t rnd32(void)
+{
+    uint32_t v;
+    cx_random((uint8_t *)&v, sizeof v);
+    return v;
+}
+
+static size_t mutate(uint8_t *dst, const uint8_t *src, size_t len, size_t cap)
+{
+    size_t out = len;
+    memcpy(dst, src, len);
+    switch (rnd32() % 4) {
+    case 0: /* shorter */
+        out = len ? rnd32() % len : 0;
+        break;
+    case 1: /* longer */
+        out = len + 1 + rnd32() % 64;
+        if (out > cap) out = cap;
+        for (size_t i = len; i < out; i++)
+            dst[i] = (uint8_t)rnd32();
+        break;
+    default: /* 1-3 flipped bytes */
+        for (uint32_t k = 1 + rnd32() % 3; k-- > 0 && len;)
+            dst[rnd32() % len] ^= (uint8_t)(1 + rnd32() % 255);
+        break;
+    }
+    return out;
+}
+
+static void check_verdict(rt_status st, const cg_dkg_error *err, uint32_t n)
+{
+    assert_true(st == RT_OK || st == RT_INVALID_ARGUMENT || st == RT_ABORTED);
+    if (st == RT_ABORTED && err->kind != CG_DKG_ERR_FAULTY_COORDINATOR &&
+        err->kind != CG_DKG_ERR_UNKNOWN_FAULTY_PARTICIPANT_OR_COORDINATOR) {
+        assert_true(err->participant >= 0);
+        assert_true((uint32_t)err->participant < n);
+    }
+}
+
+static void test_mutated_messages(void **state)
+{
+    (void)state;
+    session *s = session_new(3, 2);
+    static cg_dkg_pstate1 st1;
+    static cg_dkg_pstate2 st2;
+    static cg_dkg_cstate cst;
+    static uint8_t buf[CG_DKG_RECOVERY_MAX + 64], out2[CG_DKG_RECOVERY_MAX];
+    static uint8_t cinvs[CG_DKG_MAX_N * CG_DKG_CINV_MAX];
+    cg_dkg_output out;
+    cg_dkg_params p;
+    cg_dkg_error err;
+    uint8_t aux[32] = {3}, pmsg2[64];
+    size_t len, olen, olen2;
+    int iters = CG_SANITIZE_ADDRESS ? 150 : 600;
+
+    round1(s);
+    st1 = s->st1[0];
+    round2(s);
+    finalize_all(s);
+    assert_int_equal(cg_dkg_coordinator_investigate(cinvs, sizeof cinvs, &olen, s->pmsg1_ptr,
+                                                    s->pmsg1_len, s->n, &s->params, &err),
+                     RT_OK);
+    for (int it = 0; it < iters; it++) {
+        /* participant step 2 on a mutated cmsg1 */
+        cg_dkg_pstate1 copy = st1;
+        len = mutate(buf, s->cmsg1, s->cmsg1_len, sizeof buf);
+        rt_status st = cg_dkg_participant_step2(&st2, pmsg2, s->sk[0], 32, &copy, buf, len, aux, 32,
+                                                &s->inv, &err);
+        check_verdict(st, &err, s->n);
+        if (st == RT_ABORTED && err.kind == CG_DKG_ERR_UNKNOWN_FAULTY_PARTICIPANT_OR_COORDINATOR) {
+            len = mutate(buf, cinvs, CG_DKG_CINV_LEN(s->n), sizeof buf);
+            st = cg_dkg_participant_investigate(&s->inv, buf, len, &err);
+            check_verdict(st, &err, s->n);
+        }
+
+        /* coordinator step 1 with one mutated pmsg1 */
+        uint32_t victim = rnd32() % s->n;
+        const uint8_t *ptrs[3] = {s->pmsg1[0], s->pmsg1[1], s->pmsg1[2]};
+        size_t lens[3] = {s->pmsg1_len[0], s->pmsg1_len[1], s->pmsg1_len[2]};
+        lens[victim] = mutate(buf, s->pmsg1[victim], s->pmsg1_len[victim], sizeof buf);
+        ptrs[victim] = buf;
+        st = cg_dkg_coordinator_step1(&cst, out2, sizeof out2, &olen, ptrs, lens, s->n, &s->params,
+                                      &err);
+        check_verdict(st, &err, s->n);
+        st = cg_dkg_coordinator_investigate(cinvs + CG_DKG_CINV_MAX * 4, sizeof cinvs / 2, &olen,
+                                            ptrs, lens, s->n, &s->params, &err);
+        check_verdict(st, &err, s->n);
+
+        /* finalize on a mutated certificate */
+        len = mutate(buf, s->cmsg2, s->cmsg2_len, sizeof buf);
+        st = cg_dkg_participant_finalize(&out, out2, sizeof out2, &olen2, &s->st2[1], buf, len,
+                                         &err);
+        check_verdict(st, &err, s->n);
+        assert_true(st != RT_OK || len == s->cmsg2_len);
+
+        /* recovery from mutated data, as a participant and as the coordinator */
+        len = mutate(buf, s->crec, s->crec_len, sizeof buf);
+        st = cg_dkg_recover(&out, &p, (it & 1) ? s->sk[1] : NULL, (it & 1) ? 32 : 0, buf, len,
+                            &s->scratch, &err);
+        assert_true(st == RT_OK || st == RT_INVALID_ARGUMENT || st == RT_OUT_OF_RANGE);
+        if (st == RT_OK) assert_memory_equal(out.threshold_pubkey, s->cout.threshold_pubkey, 33);
+    }
+    cg_dkg_wipe(&st2, sizeof st2);
+    cg_dkg_wipe(&out, sizeof out);
+    session_free(s);
+}
+
 int main(void)
 {
     cx_init();
@@ -352,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_session_other_shapes),   cmocka_unit_test(test_session_max_n),
         cmocka_unit_test(test_too_many_participants),  cmocka_unit_test(test_bad_pmsg2_blamed),
         cmocka_unit_test(test_bad_share_investigated), cmocka_unit_test(test_step2_consumes_state),
+        cmocka_unit_test(test_mutated_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
