@@ -10,7 +10,10 @@
  *
  * Plain C on top of cg_cx.h only (no libc beyond string.h, no allocation),
  * so the same code runs natively and inside the wasm32 sandbox. Every state
- * is a fixed-size, caller-allocated struct; n is bounded by CG_DKG_MAX_N.
+ * is a fixed-size, caller-allocated struct of plain bytes (no pointers, no
+ * process-local point encodings), so it may be copied or kept in linear
+ * memory across calls; n is bounded by CG_DKG_MAX_N. Stack use stays below
+ * about 6 KiB per call.
  *
  * Encodings (all integers big-endian, points 33-byte compressed, scalars
  * 32 bytes; "point/inf" means 33 zero bytes encode the point at infinity):
@@ -204,8 +207,10 @@ rt_status cg_dkg_participant_step1(cg_dkg_pstate1 *st1, uint8_t *pmsg1, size_t p
                                    const uint8_t *random, size_t random_len, cg_dkg_error *err);
 
 /* Round 2: decrypts and checks this participant's share from cmsg1, signs the
- * CertEq message. Consumes *st1 (wiped on success and on protocol faults) and
- * initialises *st2. `aux_rand` is 32 bytes of BIP340 auxiliary randomness.
+ * CertEq message. Consumes *st1: it is wiped on success and on every
+ * RT_ABORTED (the session is over); after RT_INVALID_ARGUMENT (wrong key or
+ * length) it stays usable. Initialises *st2 (also used as workspace during
+ * the call). `aux_rand` is 32 bytes of BIP340 auxiliary randomness.
  * On UNKNOWN_FAULTY_PARTICIPANT_OR_COORDINATOR, *inv (if non-NULL) receives
  * the data for cg_dkg_participant_investigate. */
 rt_status cg_dkg_participant_step2(cg_dkg_pstate2 *st2, uint8_t pmsg2[64],
@@ -216,16 +221,18 @@ rt_status cg_dkg_participant_step2(cg_dkg_pstate2 *st2, uint8_t pmsg2[64],
 
 /* Final round: verifies the coordinator's certificate. On success fills *out
  * (with the secret share) and writes the recovery data
- * (CG_DKG_RECOVERY_LEN(t, n) bytes). *st2 stays valid (retry with another
- * cmsg2 is allowed); wipe it when done. Even on failure the session may have
- * succeeded for others: keep the host key (see the BIP). */
+ * (CG_DKG_RECOVERY_LEN(t, n) bytes). *st2 stays valid (only the prefix room
+ * of its eq_buf is rewritten), so a retry with another cmsg2 is possible;
+ * wipe it when done. Even on failure the session may have succeeded for
+ * others: keep the host key, recovery data can still arrive (see the BIP). */
 rt_status cg_dkg_participant_finalize(cg_dkg_output *out, uint8_t *recovery, size_t recovery_cap,
                                       size_t *recovery_len, cg_dkg_pstate2 *st2,
                                       const uint8_t *cmsg2, size_t cmsg2_len, cg_dkg_error *err);
 
 /* Investigation with the coordinator's cinv for this participant. Never
  * succeeds: returns RT_ABORTED with FAULTY_PARTICIPANT_OR_COORDINATOR
- * (participant) or FAULTY_COORDINATOR; RT_INVALID_ARGUMENT on misuse. */
+ * (participant) or FAULTY_COORDINATOR; RT_INVALID_ARGUMENT (VALUE) on a
+ * wrong length or if the data shows nothing to blame (misuse). */
 rt_status cg_dkg_participant_investigate(const cg_dkg_pinv *inv, const uint8_t *cinv,
                                          size_t cinv_len, cg_dkg_error *err);
 
@@ -240,7 +247,8 @@ rt_status cg_dkg_coordinator_step1(cg_dkg_cstate *cst, uint8_t *cmsg1, size_t cm
 
 /* Collects the n pmsg2 into the certificate (cmsg2, 64n bytes), checks every
  * signature (FAULTY_PARTICIPANT blames the first bad one), fills *out (no
- * secret share) and writes the recovery data. *cst is left unchanged. */
+ * secret share) and writes the recovery data. *cst stays valid (only the
+ * prefix room of its eq_buf is rewritten): a retry with corrected pmsg2 works. */
 rt_status cg_dkg_coordinator_finalize(uint8_t *cmsg2, size_t cmsg2_cap, size_t *cmsg2_len,
                                       cg_dkg_output *out, uint8_t *recovery, size_t recovery_cap,
                                       size_t *recovery_len, cg_dkg_cstate *cst,
@@ -249,7 +257,9 @@ rt_status cg_dkg_coordinator_finalize(uint8_t *cmsg2, size_t cmsg2_cap, size_t *
 
 /* Investigation messages, one per participant, written back to back into
  * `cinvs` (n * CG_DKG_CINV_LEN(n) bytes): message i starts at i * 65n. They
- * contain nothing confidential and may be broadcast. */
+ * contain nothing confidential and may be broadcast. As in the reference, n
+ * is `count` and only t is taken from params; a malformed pmsg1 is blamed
+ * (FAULTY_PARTICIPANT). Error path only: costs n^2 (t-1) multiplications. */
 rt_status cg_dkg_coordinator_investigate(uint8_t *cinvs, size_t cinvs_cap, size_t *cinvs_len,
                                          const uint8_t *const *pmsgs1, const size_t *pmsgs1_len,
                                          size_t count, const cg_dkg_params *params,
@@ -259,9 +269,11 @@ rt_status cg_dkg_coordinator_investigate(uint8_t *cinvs, size_t cinvs_cap, size_
 
 /* Recovers the DKG output and session parameters from recovery data (after a
  * failed finalize, or on a new device from a backup of the host key).
- * Participant: hostseckey of 32 bytes; coordinator: hostseckey NULL (no
- * secret share). RECOVERY_DATA for malformed data, bad params or a bad
- * certificate; HOSTSECKEY if the key is invalid or not among the hostpubkeys. */
+ * Participant: hostseckey of 32 bytes; coordinator: hostseckey NULL, length 0
+ * (no secret share). RECOVERY_DATA for malformed data, bad params or a bad
+ * certificate; VALUE / HOSTSECKEY if the key has a wrong length, is invalid or
+ * is not among the hostpubkeys; TOO_MANY if t or n exceeds CG_DKG_MAX_N.
+ * `scratch` is caller workspace (wiped before returning). */
 rt_status cg_dkg_recover(cg_dkg_output *out, cg_dkg_params *params_out, const uint8_t *hostseckey,
                          size_t hostseckey_len, const uint8_t *recovery, size_t recovery_len,
                          cg_dkg_scratch *scratch, cg_dkg_error *err);
