@@ -12,15 +12,20 @@
 #include "cg_cmd.h"
 #include "cg_cosigner.h"
 #include "cg_cx.h"
-#include "cg_dkg.h"
-#include "cg_frost.h"
+/* Through guest/ (on the include path of both builds), not the part folders. */
+#include "dkg/cg_dkg.h"
+#include "frost/cg_frost.h"
 #include "cg_mem.h"
 
+/* Fault injection needs both this build switch and the host's runtime flag
+ * (cg_configure). Where the build configuration is not on the include path
+ * (the wasm32 build), the host's flag alone decides: the host sets it only
+ * when its own build has fault injection. */
 #if __has_include("cg_config.h")
 #include "cg_config.h"
 #endif
 #ifndef CG_FAULT_INJECTION
-#define CG_FAULT_INJECTION 0
+#define CG_FAULT_INJECTION 1
 #endif
 
 typedef struct cg_waiter {
