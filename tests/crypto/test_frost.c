@@ -634,12 +634,278 @@ static void test_det_sign_vectors(void **state)
     json_decref(root);
 }
 
+/* ----- end-to-end sessions ------------------------------------------------------ */
+
+typedef struct dealer {
+    uint32_t n, t;
+    uint8_t secshares[MAXS][32];
+    uint8_t pubshares[MAXS][33];
+    uint8_t thresh_pk[33];
+} dealer;
+
+static void rand_scalar(uint8_t out[32])
+{
+    uint8_t r[32];
+    cx_random(r, 32);
+    assert_true(cx_scalar_reduce(out, r));
+}
+
+/* Shamir shares of a random key: share of id i is f(i + 1). */
+static void deal(dealer *d, uint32_t n, uint32_t t)
+{
+    uint8_t coef[MAXS][32], P[64];
+    d->n = n;
+    d->t = t;
+    for (uint32_t k = 0; k < t; k++)
+        rand_scalar(coef[k]);
+    assert_true(cx_point_mul_base(P, coef[0]));
+    assert_true(cx_point_ser(d->thresh_pk, P));
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t x[32] = {0}, acc[32] = {0};
+        x[31] = (uint8_t)(i + 1);
+        for (uint32_t k = t; k-- > 0;) { /* Horner */
+            assert_true(cx_scalar_mul(acc, acc, x));
+            assert_true(cx_scalar_add(acc, acc, coef[k]));
+        }
+        memcpy(d->secshares[i], acc, 32);
+        assert_true(cx_pubkey_from_seckey(d->pubshares[i], acc));
+    }
+}
+
+static uint32_t rnd(uint32_t bound)
+{
+    uint32_t v;
+    cx_random((uint8_t *)&v, sizeof v);
+    return v % bound;
+}
+
+/* One complete session among the signers ids[0..count): random message,
+ * random plain tweaks then a BIP 341 tweak; optionally the last signer signs
+ * deterministically and one psig is corrupted. Checks everything a
+ * coordinator checks, plus independent libsecp256k1 verification. */
+static void one_session(const dealer *d, const uint32_t *ids, size_t count, int det_last,
+                        int corrupt)
+{
+    uint8_t ps[MAXS][33], pn[MAXS][66], psig[MAXS][32], agg[66], msg[100], sig[64], x[32];
+    uint8_t tweak[32], root[32], internal_x[32];
+    cg_frost_secnonce sn[MAXS];
+    cg_frost_signers signers;
+    cg_frost_tweak_ctx tw;
+    cg_frost_session sess;
+    cg_frost_error err;
+    size_t msg_len = rnd(sizeof msg + 1);
+    size_t nrand = det_last ? count - 1 : count;
+    cx_random(msg, sizeof msg);
+    for (size_t i = 0; i < count; i++)
+        memcpy(ps[i], d->pubshares[ids[i]], 33);
+    assert_int_equal(cg_frost_signers_init(&signers, d->n, d->t, ids, (const uint8_t(*)[33])ps,
+                                           count, d->thresh_pk, &err),
+                     RT_OK);
+    assert_int_equal(cg_frost_tweak_init(&tw, d->thresh_pk, &err), RT_OK);
+    for (uint32_t k = rnd(3); k > 0; k--) {
+        rand_scalar(tweak);
+        assert_int_equal(cg_frost_tweak_apply(&tw, tweak, 32, (int)rnd(2), &err), RT_OK);
+    }
+    /* BIP 341: our helper agrees with libsecp256k1's x-only tweak */
+    {
+        secp256k1_xonly_pubkey in, outx;
+        secp256k1_pubkey out;
+        int with_root = (int)rnd(2), parity;
+        cx_random(root, 32);
+        assert_int_equal(cg_frost_tweak_xonly(internal_x, &tw), RT_OK);
+        assert_int_equal(cg_frost_taproot_tweak(tweak, &tw, with_root ? root : NULL), RT_OK);
+        assert_int_equal(cg_frost_tweak_apply_taproot(&tw, with_root ? root : NULL, &err), RT_OK);
+        assert_true(secp256k1_xonly_pubkey_parse(g_secp, &in, internal_x));
+        assert_true(secp256k1_xonly_pubkey_tweak_add(g_secp, &out, &in, tweak));
+        assert_true(secp256k1_xonly_pubkey_from_pubkey(g_secp, &outx, &parity, &out));
+        assert_true(secp256k1_xonly_pubkey_serialize(g_secp, x, &outx));
+        uint8_t ours[32];
+        assert_int_equal(cg_frost_tweak_xonly(ours, &tw), RT_OK);
+        assert_memory_equal(ours, x, 32);
+        assert_true(secp256k1_xonly_pubkey_tweak_add_check(g_secp, ours, parity, &in, tweak));
+    }
+    assert_int_equal(cg_frost_tweak_xonly(x, &tw), RT_OK);
+    for (size_t i = 0; i < nrand; i++)
+        assert_int_equal(cg_frost_nonce_gen(&sn[i], pn[i], d->secshares[ids[i]], ps[i], x, msg,
+                                            msg_len, NULL, 0, &err),
+                         RT_OK);
+    if (det_last) {
+        uint8_t other[66], rand[32];
+        size_t last = count - 1;
+        cx_random(rand, 32);
+        assert_int_equal(cg_frost_nonce_agg(other, (const uint8_t(*)[66])pn, nrand, &err), RT_OK);
+        assert_int_equal(cg_frost_deterministic_sign(pn[last], psig[last], d->secshares[ids[last]],
+                                                     ids[last], nrand ? other : NULL, &signers, &tw,
+                                                     msg, msg_len, rand, &err),
+                         RT_OK);
+    }
+    assert_int_equal(cg_frost_nonce_agg(agg, (const uint8_t(*)[66])pn, count, &err), RT_OK);
+    assert_int_equal(cg_frost_session_init(&sess, &signers, &tw, agg, msg, msg_len, &err), RT_OK);
+    for (size_t i = 0; i < nrand; i++) {
+        assert_int_equal(cg_frost_sign(psig[i], &sn[i], d->secshares[ids[i]], ids[i], &sess, &err),
+                         RT_OK);
+        /* the nonce is gone: a second signature with it is refused */
+        uint8_t again[32];
+        assert_int_equal(cg_frost_sign(again, &sn[i], d->secshares[ids[i]], ids[i], &sess, &err),
+                         RT_INVALID_ARGUMENT);
+        assert_string_equal(err.msg, "first secnonce value is out of range.");
+    }
+    int bad = -1;
+    if (corrupt) {
+        uint8_t one[32] = {[31] = 1};
+        bad = (int)rnd((uint32_t)count);
+        assert_true(cx_scalar_add(psig[bad], psig[bad], one));
+    }
+    for (size_t i = 0; i < count; i++) {
+        rt_status st = cg_frost_partial_sig_verify(&sess, psig[i], pn[i], i, &err);
+        if ((int)i == bad) {
+            assert_int_equal(st, RT_ABORTED);
+            assert_int_equal(err.kind, CG_FROST_ERR_INVALID_CONTRIBUTION);
+            assert_int_equal(err.contrib, CG_FROST_CONTRIB_PSIG);
+            assert_int_equal(err.signer, (int32_t)i);
+            assert_int_equal(sess.signers.ids[err.signer], ids[i]);
+        } else {
+            assert_int_equal(st, RT_OK);
+        }
+    }
+    assert_int_equal(cg_frost_partial_sig_agg(sig, &sess, (const uint8_t(*)[32])psig, count, &err),
+                     RT_OK);
+    if (bad >= 0) {
+        assert_int_equal(cg_frost_verify(&sess, sig, msg, msg_len), RT_INVALID_ARGUMENT);
+        return;
+    }
+    assert_int_equal(cg_frost_verify(&sess, sig, msg, msg_len), RT_OK);
+    secp_verify(sig, msg, msg_len, x);
+}
+
+/* Cheap enough (about 1 ms a session under ASan) to run in full everywhere. */
+#define E2E_SESSIONS 100
+
+static void test_e2e_2of2(void **state)
+{
+    (void)state;
+    dealer d;
+    uint32_t ids[2] = {0, 1};
+    deal(&d, 2, 2);
+    for (int i = 0; i < E2E_SESSIONS; i++)
+        one_session(&d, ids, 2, i % 4 == 3, i % 5 == 4);
+}
+
+static void test_e2e_2of3(void **state)
+{
+    (void)state;
+    dealer d;
+    deal(&d, 3, 2);
+    for (int i = 0; i < E2E_SESSIONS; i++) {
+        uint32_t ids[3];
+        size_t count = 2 + rnd(2);
+        if (count == 3) {
+            ids[0] = 2, ids[1] = 0, ids[2] = 1;
+        } else {
+            uint32_t skip = rnd(3), k = 0;
+            for (uint32_t j = 0; j < 3; j++)
+                if (j != skip) ids[k++] = j;
+        }
+        one_session(&d, ids, count, i % 3 == 2, i % 7 == 6);
+    }
+}
+
+static void test_e2e_sole_and_wide(void **state)
+{
+    (void)state;
+    dealer d;
+    uint32_t one[1] = {1}, five[5] = {4, 0, 3, 1, 2};
+    deal(&d, 3, 1);
+    for (int i = 0; i < 5; i++)
+        one_session(&d, one, 1, i % 2, 0);
+    deal(&d, 5, 3);
+    for (int i = 0; i < 5; i++)
+        one_session(&d, five, 5, i % 2, i == 4);
+}
+
+/* The API refuses what the BIP refuses even without a vector for it. */
+static void test_api_misuse(void **state)
+{
+    (void)state;
+    dealer d;
+    uint32_t ids[2] = {0, 1};
+    cg_frost_signers signers;
+    cg_frost_tweak_ctx tw;
+    cg_frost_session sess;
+    cg_frost_secnonce sn;
+    cg_frost_error err;
+    uint8_t pn[66], agg[66], psig[32], sig[64], msg[32] = {7};
+    deal(&d, 2, 2);
+    memset(&sess, 0, sizeof sess);
+    /* uninitialised contexts */
+    assert_int_equal(cg_frost_sign(psig, &sn, d.secshares[0], 0, &sess, &err), RT_INVALID_ARGUMENT);
+    assert_int_equal(cg_frost_partial_sig_agg(sig, &sess, NULL, 0, &err), RT_INVALID_ARGUMENT);
+    assert_int_equal(cg_frost_signers_init(&signers, d.n, d.t, ids,
+                                           (const uint8_t(*)[33])d.pubshares, 2, d.thresh_pk, &err),
+                     RT_OK);
+    assert_int_equal(cg_frost_tweak_init(&tw, d.thresh_pk, &err), RT_OK);
+    /* too many signers for this build */
+    {
+        static uint32_t many[MAXS + 1];
+        static uint8_t mps[MAXS + 1][33];
+        for (uint32_t i = 0; i <= MAXS; i++)
+            many[i] = i, memcpy(mps[i], d.pubshares[0], 33);
+        assert_int_equal(cg_frost_signers_init(&signers, MAXS + 1, 1, many,
+                                               (const uint8_t(*)[33])mps, MAXS + 1, d.thresh_pk,
+                                               &err),
+                         RT_OUT_OF_RANGE);
+        assert_int_equal(err.kind, CG_FROST_ERR_TOO_MANY);
+        assert_int_equal(cg_frost_signers_init(&signers, d.n, d.t, ids,
+                                               (const uint8_t(*)[33])d.pubshares, 2, d.thresh_pk,
+                                               &err),
+                         RT_OK);
+    }
+    /* a pubnonce that is not two points is refused on receipt */
+    assert_int_equal(cg_frost_nonce_gen(&sn, pn, NULL, NULL, NULL, NULL, 0, NULL, 0, &err), RT_OK);
+    assert_int_equal(cg_frost_pubnonce_check(pn), RT_OK);
+    pn[0] = 0x05;
+    assert_int_equal(cg_frost_pubnonce_check(pn), RT_INVALID_ARGUMENT);
+    pn[0] = 0x02;
+    /* two fresh nonces differ */
+    {
+        cg_frost_secnonce sn2;
+        uint8_t pn2[66];
+        assert_int_equal(cg_frost_nonce_gen(&sn2, pn2, NULL, NULL, NULL, NULL, 0, NULL, 0, &err),
+                         RT_OK);
+        assert_memory_not_equal(sn.k, sn2.k, 64);
+        cg_frost_secnonce_wipe(&sn2);
+        for (int i = 0; i < 64; i++)
+            assert_int_equal(sn2.k[i], 0);
+    }
+    /* an aggnonce half that is not a point blames the coordinator */
+    memset(agg, 0, sizeof agg);
+    agg[0] = 0x02; /* x = 0 is not on the curve */
+    assert_int_equal(cg_frost_session_init(&sess, &signers, &tw, agg, msg, 32, &err), RT_ABORTED);
+    assert_int_equal(err.contrib, CG_FROST_CONTRIB_AGGNONCE);
+    assert_int_equal(err.signer, -1);
+    /* a position outside the signer list */
+    memset(agg, 0, sizeof agg);
+    assert_int_equal(cg_frost_session_init(&sess, &signers, &tw, agg, msg, 32, &err), RT_OK);
+    assert_int_equal(cg_frost_partial_sig_verify(&sess, psig, pn, 2, &err), RT_INVALID_ARGUMENT);
+    /* a tweak of the wrong length */
+    assert_int_equal(cg_frost_tweak_apply(&tw, msg, 31, 0, &err), RT_INVALID_ARGUMENT);
+    assert_string_equal(err.msg, "The tweak must be a 32-byte array.");
+    cg_frost_secnonce_wipe(&sn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nonce_gen_vectors),   cmocka_unit_test(test_nonce_agg_vectors),
-        cmocka_unit_test(test_sign_verify_vectors), cmocka_unit_test(test_tweak_vectors),
-        cmocka_unit_test(test_sig_agg_vectors),     cmocka_unit_test(test_det_sign_vectors),
+        cmocka_unit_test(test_nonce_gen_vectors),
+        cmocka_unit_test(test_nonce_agg_vectors),
+        cmocka_unit_test(test_sign_verify_vectors),
+        cmocka_unit_test(test_tweak_vectors),
+        cmocka_unit_test(test_sig_agg_vectors),
+        cmocka_unit_test(test_det_sign_vectors),
+        cmocka_unit_test(test_e2e_2of2),
+        cmocka_unit_test(test_e2e_2of3),
+        cmocka_unit_test(test_e2e_sole_and_wide),
+        cmocka_unit_test(test_api_misuse),
     };
     int rc;
     assert_true(cx_init());
