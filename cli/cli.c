@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cg_config.h"
@@ -26,6 +27,13 @@
 #include "net.h"
 
 static int json_out;
+
+static uint64_t net_unix_ms_cli(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void usage(FILE *f)
 {
@@ -38,7 +46,11 @@ static void usage(FILE *f)
                "                                  service (n = D + 1, threshold T)\n"
                "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
                "                                  BIP 445 signing session; the signature is\n"
-               "                                  verified locally (libsecp256k1)\n\n"
+               "                                  verified locally (libsecp256k1)\n"
+               "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
+               "      [--nonce HEX] [--bad-sig] [--repeat N]\n"
+               "                                  one hand-made (optionally signed) request;\n"
+               "                                  prints \"CODE BODY\" per response\n\n"
                "Options:\n"
                "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
                "  --json      machine-readable output\n");
@@ -345,6 +357,85 @@ static int cmd_sign(const char *url, int argc, char **argv)
     return 0;
 }
 
+/* ---- raw: one hand-made request, for operators and protocol tests --------- */
+
+static void on_raw(void *arg, long code, json_t *resp, const char *err)
+{
+    (void)arg;
+    char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+    printf("%ld %s\n", code, s ? s : err ? err : "-");
+    free(s);
+}
+
+static int cmd_raw(const char *url, int argc, char **argv)
+{
+    if (argc < 2) die(2, "raw: need METHOD PATH");
+    const char *method = argv[0], *path = argv[1], *body = NULL, *keyf = NULL, *nonceh = NULL;
+    long long ts_off = 0;
+    int bad_sig = 0, repeat = 1;
+    char *fbody = NULL;
+    size_t blen = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--body") && i + 1 < argc)
+            body = argv[++i], blen = strlen(body);
+        else if (!strcmp(argv[i], "--body-file") && i + 1 < argc) {
+            FILE *f = fopen(argv[++i], "rb");
+            if (!f) die(2, "raw: cannot read --body-file");
+            fseek(f, 0, SEEK_END);
+            long n = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            fbody = malloc((size_t)n + 1);
+            blen = fread(fbody, 1, (size_t)n, f);
+            fclose(f);
+            body = fbody;
+        } else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+            keyf = argv[++i];
+        else if (!strcmp(argv[i], "--ts-offset-ms") && i + 1 < argc)
+            ts_off = strtoll(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--nonce") && i + 1 < argc)
+            nonceh = argv[++i];
+        else if (!strcmp(argv[i], "--bad-sig"))
+            bad_sig = 1;
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else
+            die(2, "raw: unknown argument");
+    }
+    char auth[NET_AUTH_HDR_MAX];
+    int have_auth = 0;
+    if (keyf) {
+        uint8_t sk[32], pk[33], nonce[16], msg[32], sig[64], aux[32];
+        if (!read_key(keyf, sk, pk)) die(1, "raw: cannot read the key file");
+        if (nonceh) {
+            if (!net_hex_decode(nonce, 16, nonceh, strlen(nonceh)))
+                die(2, "raw: --nonce: 16 bytes hex");
+        } else {
+            cx_random(nonce, 16);
+        }
+        uint64_t ts = (uint64_t)((long long)net_unix_ms_cli() + ts_off);
+        net_auth_msg(msg, method, path, ts, nonce, (const uint8_t *)body, blen);
+        cx_random(aux, 32);
+        if (!cx_bip340_sign(sig, msg, 32, sk, aux)) die(1, "raw: signing failed");
+        if (bad_sig) sig[63] ^= 1;
+        char pkh[67], nh[33], sh[129];
+        net_hex_encode(pkh, pk, 33);
+        net_hex_encode(nh, nonce, 16);
+        net_hex_encode(sh, sig, 64);
+        snprintf(auth, sizeof auth, "Cosigner-BIP340 pk=%s, ts=%llu, nonce=%s, sig=%s", pkh,
+                 (unsigned long long)ts, nh, sh);
+        have_auth = 1;
+        cx_wipe(sk, sizeof sk);
+    }
+    http_client *c = http_new(url, 4);
+    for (int k = 0; k < repeat; k++) {
+        http_request_raw(c, method, path, body, blen, have_auth ? auth : NULL, on_raw, NULL);
+        http_run(c, NULL, NULL);
+    }
+    http_free(c);
+    free(fbody);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *url = getenv("COSIGNER_URL");
@@ -387,6 +478,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info")) return cmd_info(url);
     if (!strcmp(cmd, "dkg")) return cmd_dkg(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "sign")) return cmd_sign(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "raw")) return cmd_raw(url, sub_argc, sub_argv);
     usage(stderr);
     return 2;
 }

@@ -79,6 +79,36 @@ static uint64_t unix_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static void submit(http_client *c, xfer *x, const char *method, const char *path, size_t blen,
+                   const char *auth)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", c->base, path);
+    x->e = curl_easy_init();
+    curl_easy_setopt(x->e, CURLOPT_URL, url);
+    curl_easy_setopt(x->e, CURLOPT_CUSTOMREQUEST, method);
+    if (x->body || !strcmp(method, "POST")) {
+        curl_easy_setopt(x->e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
+        curl_easy_setopt(x->e, CURLOPT_POSTFIELDSIZE, (long)blen);
+    }
+    x->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
+    if (auth) {
+        char line[NET_AUTH_HDR_MAX + 32];
+        snprintf(line, sizeof line, "Authorization: %s", auth);
+        x->hdrs = curl_slist_append(x->hdrs, line);
+    }
+    curl_easy_setopt(x->e, CURLOPT_HTTPHEADER, x->hdrs);
+    curl_easy_setopt(x->e, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(x->e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(x->e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(x->e, CURLOPT_ERRORBUFFER, x->err);
+    curl_easy_setopt(x->e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(x->e, CURLOPT_TIMEOUT, 120L);
+    curl_multi_add_handle(c->m, x->e);
+    c->running++;
+}
+
 void http_request(http_client *c, const char *method, const char *path, json_t *body,
                   const uint8_t *seckey, http_done cb, void *arg)
 {
@@ -95,34 +125,28 @@ void http_request(http_client *c, const char *method, const char *path, json_t *
         json_decref(body);
     }
     size_t blen = x->body ? strlen(x->body) : 0;
-    char url[512];
-    snprintf(url, sizeof url, "%s%s", c->base, path);
-    x->e = curl_easy_init();
-    curl_easy_setopt(x->e, CURLOPT_URL, url);
-    curl_easy_setopt(x->e, CURLOPT_CUSTOMREQUEST, method);
-    if (!strcmp(method, "POST")) {
-        curl_easy_setopt(x->e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
-        curl_easy_setopt(x->e, CURLOPT_POSTFIELDSIZE, (long)blen);
+    char auth[NET_AUTH_HDR_MAX];
+    int have = seckey && net_auth_header(auth, seckey, method, path, unix_ms(),
+                                         (const uint8_t *)x->body, blen);
+    submit(c, x, method, path, blen, have ? auth : NULL);
+}
+
+void http_request_raw(http_client *c, const char *method, const char *path, const char *body,
+                      size_t body_len, const char *auth, http_done cb, void *arg)
+{
+    xfer *x = calloc(1, sizeof *x);
+    if (!x) {
+        cb(arg, 0, NULL, "out of memory");
+        return;
     }
-    x->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
-    if (seckey) {
-        char auth[NET_AUTH_HDR_MAX], line[NET_AUTH_HDR_MAX + 32];
-        if (net_auth_header(auth, seckey, method, path, unix_ms(), (const uint8_t *)x->body,
-                            blen)) {
-            snprintf(line, sizeof line, "Authorization: %s", auth);
-            x->hdrs = curl_slist_append(x->hdrs, line);
-        }
+    x->cb = cb;
+    x->arg = arg;
+    if (body) {
+        x->body = malloc(body_len + 1);
+        memcpy(x->body, body, body_len);
+        x->body[body_len] = 0;
     }
-    curl_easy_setopt(x->e, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(x->e, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(x->e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(x->e, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(x->e, CURLOPT_ERRORBUFFER, x->err);
-    curl_easy_setopt(x->e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(x->e, CURLOPT_TIMEOUT, 120L);
-    curl_multi_add_handle(c->m, x->e);
-    c->running++;
+    submit(c, x, method, path, body_len, auth);
 }
 
 static void finish(http_client *c, CURL *e, CURLcode rc)

@@ -25,6 +25,11 @@ void http_free(http_client *c);
 void http_request(http_client *c, const char *method, const char *path, json_t *body,
                   const uint8_t *seckey, http_done cb, void *arg);
 
+/* Lower level, for protocol tests: body is sent verbatim (may be NULL) and
+ * auth (may be NULL) is the complete Authorization header value. */
+void http_request_raw(http_client *c, const char *method, const char *path, const char *body,
+                      size_t body_len, const char *auth, http_done cb, void *arg);
+
 /* Runs transfers until none is left (callbacks may add more). tick (may be
  * NULL) is called about every 200 ms. */
 void http_run(http_client *c, void (*tick)(void *arg), void *tick_arg);

@@ -95,7 +95,8 @@ static rt_status wallet_from_hex(const char *hex, rt_key *key, char *err, size_t
 rt_status net_codec_target(int route, const char *url_wallet, json_t *body, net_call *out,
                            char *err, size_t err_len)
 {
-    if (route == NET_R_SIGN1 || route == NET_R_SIGN2 || route == NET_R_WALLET)
+    if (route == NET_R_SIGN1 || route == NET_R_SIGN2 || route == NET_R_WALLET ||
+        route == NET_R_FAULT)
         return wallet_from_hex(url_wallet, &out->key, err, err_len);
     if (!json_is_object(body)) ERR("body must be a JSON object");
     if (route == NET_R_DKG2) {

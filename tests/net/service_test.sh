@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# End-to-end tests of cosignerd against a real daemon on 127.0.0.1 (port
+# picked by the kernel), data dir under a temp dir, driven with cosigner-cli.
+#
+#   service_test.sh COSIGNERD COSIGNER_CLI SECTION
+#
+# SECTION: cli | auth | badinput | restart | eviction | fault
+set -euo pipefail
+D=$1
+CLI=$2
+SECTION=$3
+T=$(mktemp -d)
+PID=
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" || true; fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; [ -f "$T/log" ] && tail -20 "$T/log" >&2; exit 1; }
+
+# start [extra daemon flags...]: starts the daemon, sets URL
+start() {
+    "$D" --listen 127.0.0.1:0 --data-dir "$T/data" "$@" 2>>"$T/log" &
+    PID=$!
+    local port=
+    for _ in $(seq 1 200); do
+        port=$(grep -o 'event=started .*listen=127.0.0.1:[0-9]*' "$T/log" | tail -1 | sed 's/.*://') || true
+        if [ -n "$port" ] && [ "$(grep -c 'event=started' "$T/log")" -ge "$STARTS" ]; then break; fi
+        kill -0 "$PID" 2>/dev/null || fail "daemon exited at start"
+        sleep 0.05
+    done
+    [ -n "$port" ] || fail "daemon did not start"
+    URL="http://127.0.0.1:$port"
+    curl -sf "$URL/readyz" >/dev/null || fail "not ready"
+}
+STARTS=1
+
+stop() {
+    kill -TERM "$PID"
+    local rc=0
+    wait "$PID" || rc=$?
+    PID=
+    [ $rc -eq 0 ] || fail "daemon exited with $rc on SIGTERM"
+    grep -q 'event=stopped' "$T/log" || fail "no clean stop logged"
+}
+
+cli() { "$CLI" --url "$URL" "$@"; }
+
+metric() { # metric NAME -> value (sum over label sets)
+    curl -sf "$URL/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }'
+}
+
+healthy() { curl -sf "$URL/healthz" >/dev/null || fail "daemon not healthy after $1"; kill -0 "$PID" || fail "daemon died after $1"; }
+
+# expect CODE ERRCODE -- raw args...: one raw request, checks HTTP code and error code
+expect() {
+    local want=$1 wantcode=$2
+    shift 3
+    local out
+    out=$(cli raw "$@" | tail -1)
+    local got=${out%% *}
+    [ "$got" = "$want" ] || fail "raw $* -> $out (want $want)"
+    if [ "$wantcode" != "-" ]; then
+        echo "$out" | grep -q "\"code\":\"$wantcode\"" || fail "raw $* -> $out (want $wantcode)"
+    fi
+}
+
+keyfile_of() { # keyfile_of WALLET INDEX OUT: a device's host secret key from a wallet file
+    python3 -c 'import json,sys; w=json.load(open(sys.argv[1])); d=[x for x in w["devices"] if x["index"]==int(sys.argv[2])][0]; open(sys.argv[3],"w").write(d["hostseckey"]+"\n")' "$1" "$2" "$3"
+}
+
+wallet_id() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["wallet_id"])' "$1"; }
+
+case "$SECTION" in
+cli)
+    start
+    cli --json info | grep -q '"hostpubkey"' || fail info
+    cli keygen --out "$T/k1" >/dev/null
+    [ "$(stat -c %a "$T/k1")" = 600 ] || fail "key file mode"
+    cli keygen --out "$T/k2" >/dev/null
+    # 2-of-2 with a given device key, plain and Taproot signatures
+    cli --json dkg --t 2 --key "$T/k1" --out "$T/w22.json" | grep -q '"ok":true' || fail "dkg 2-of-2"
+    cli --json sign --wallet "$T/w22.json" --msg 68656c6c6f | grep -q '"verified":true' || fail "sign 2-of-2"
+    cli --json sign --wallet "$T/w22.json" --msg 00 --taproot | grep -q '"verified":true' || fail "taproot 2-of-2"
+    # 2-of-3: two devices; every signer pair that includes the service
+    cli --json dkg --t 2 --devices 2 --out "$T/w23.json" | grep -q '"ok":true' || fail "dkg 2-of-3"
+    cli --json sign --wallet "$T/w23.json" --msg 0102 --signers 0,1 | grep -q '"verified":true' || fail "sign 2-of-3 {0,1}"
+    cli --json sign --wallet "$T/w23.json" --msg 0102 --signers 0,2 --taproot \
+        --merkle-root 1111111111111111111111111111111111111111111111111111111111111111 |
+        grep -q '"verified":true' || fail "sign 2-of-3 {0,2} taproot with merkle root"
+    cli --json sign --wallet "$T/w23.json" --msg 03 --signers 0,1,2 | grep -q '"verified":true' || fail "sign 2-of-3 all"
+    # wallet description
+    keyfile_of "$T/w23.json" 1 "$T/d1"
+    W=$(wallet_id "$T/w23.json")
+    expect 200 - -- GET "/v1/wallets/$W" --key "$T/d1"
+    cli raw GET "/v1/wallets/$W" --key "$T/d1" | grep -q '"pubshares"' || fail "wallet info"
+    [ "$(metric cosignerd_http_request_duration_seconds_count)" -gt 0 ] || fail "latency histogram"
+    stop
+    ;;
+auth)
+    start
+    cli keygen --out "$T/k1" >/dev/null
+    cli keygen --out "$T/stranger" >/dev/null
+    cli dkg --t 2 --key "$T/k1" --out "$T/w.json" >/dev/null || fail "dkg"
+    W=$(wallet_id "$T/w.json")
+    SVC=$(cli --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostpubkey"])')
+    PK1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hostpubkeys"][1])' "$T/w.json")
+    # A DKG round 1 for a new wallet that would activate a fresh actor if let through.
+    cli keygen --out "$T/k9" >/dev/null
+    PK9=$("$CLI" --json keygen --out "$T/k9" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostpubkey"])')
+    BODY="{\"params\":{\"hostpubkeys\":[\"$SVC\",\"$PK9\"],\"t\":2},\"pmsg1\":\"00\"}"
+    A0=$(metric cosignerd_actor_activations_total)
+    M0=$(metric cosignerd_actor_messages_total)
+    expect 401 UNAUTHENTICATED -- POST /v1/dkg/round1 --body "$BODY"
+    expect 401 UNAUTHENTICATED -- POST /v1/dkg/round1 --body "$BODY" --key "$T/k9" --bad-sig
+    expect 401 UNAUTHENTICATED -- POST /v1/dkg/round1 --body "$BODY" --key "$T/k9" --ts-offset-ms -301000
+    expect 401 UNAUTHENTICATED -- POST /v1/dkg/round1 --body "$BODY" --key "$T/k9" --ts-offset-ms 301000
+    expect 403 PERMISSION_DENIED -- POST /v1/dkg/round1 --body "$BODY" --key "$T/stranger"
+    expect 403 PERMISSION_DENIED -- GET "/v1/wallets/$W" --key "$T/stranger"
+    expect 403 PERMISSION_DENIED -- POST "/v1/wallets/$W/sign/round2" --key "$T/stranger" \
+        --body '{"session_id":"00","psig":"00"}'
+    expect 404 NOT_FOUND -- GET "/v1/wallets/$(printf 'ab%.0s' $(seq 32))" --key "$T/k1"
+    # signature over a different body than the one sent
+    out=$(cli raw POST /v1/dkg/round2 --key "$T/k1" --body "{\"wallet_id\":\"$W\",\"pmsg2\":\"00\"}" --bad-sig | tail -1)
+    [ "${out%% *}" = 401 ] || fail "tampered request: $out"
+    [ "$(metric cosignerd_actor_activations_total)" = "$A0" ] || fail "refused requests activated an actor"
+    [ "$(metric cosignerd_actor_messages_total)" = "$M0" ] || fail "refused requests reached an actor"
+    # replay: the same signed request twice -> the second is refused
+    out=$(cli raw GET "/v1/wallets/$W" --key "$T/k1" --nonce 000102030405060708090a0b0c0d0e0f --repeat 2)
+    [ "$(echo "$out" | sed -n 1p | cut -d' ' -f1)" = 200 ] || fail "first of replay pair: $out"
+    echo "$out" | sed -n 2p | grep -q '^401 .*UNAUTHENTICATED' || fail "replay accepted: $out"
+    [ "$(metric cosignerd_actor_messages_total)" = "$((M0 + 1))" ] || fail "replay reached an actor"
+    [ "$(metric cosignerd_auth_failures_total)" -ge 8 ] || fail "auth failures not counted"
+    curl -sf "$URL/metrics" | grep -q 'cosignerd_auth_failures_total{reason="replay"} 1' || fail "replay metric"
+    healthy auth
+    stop
+    ;;
+badinput)
+    start --conn-timeout-s 2 --body-max 65536
+    cli keygen --out "$T/k1" >/dev/null
+    cli dkg --t 2 --key "$T/k1" --out "$T/w.json" >/dev/null || fail "dkg"
+    W=$(wallet_id "$T/w.json")
+    SVC=$(cli --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostpubkey"])')
+    PK1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hostpubkeys"][1])' "$T/w.json")
+    S1="/v1/wallets/$W/sign/round1"
+    SID=$(printf '11%.0s' $(seq 32))
+    NONCE_OK="02$(printf '79%.0s' $(seq 32))02$(printf '79%.0s' $(seq 32))"
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" --body '{"params":'
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" --body 'not json'
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" --body '[1,2]'
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" --body '{"params":{"hostpubkeys":[],"t":1},"pmsg1":""}'
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" \
+        --body "{\"params\":{\"hostpubkeys\":[\"$SVC\",\"$PK1\"],\"t\":3},\"pmsg1\":\"00\"}"
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" \
+        --body "{\"params\":{\"hostpubkeys\":[\"$SVC\",\"$PK1\"],\"t\":2},\"pmsg1\":\"zz\"}"
+    # invalid point (x not on the curve) and wrong length
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" \
+        --body "{\"params\":{\"hostpubkeys\":[\"$SVC\",\"$PK1\",\"02$(printf 'ff%.0s' $(seq 32))\"],\"t\":2},\"pmsg1\":\"00\"}"
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" \
+        --body "{\"params\":{\"hostpubkeys\":[\"$SVC\",\"${PK1:0:64}\"],\"t\":2},\"pmsg1\":\"00\"}"
+    # duplicate keys
+    expect 400 INVALID_ARGUMENT -- POST /v1/dkg/round1 --key "$T/k1" \
+        --body "{\"params\":{\"hostpubkeys\":[\"$SVC\",\"$PK1\",\"$PK1\"],\"t\":2},\"pmsg1\":\"00\"}"
+    # signing: wrong lengths, bad hex, bad ids, invalid nonce points
+    expect 400 INVALID_ARGUMENT -- POST "$S1" --key "$T/k1" \
+        --body "{\"session_id\":\"00\",\"signer_ids\":[0,1],\"msg\":\"00\",\"tweaks\":[],\"pubnonce\":\"$NONCE_OK\"}"
+    expect 400 INVALID_ARGUMENT -- POST "$S1" --key "$T/k1" \
+        --body "{\"session_id\":\"$SID\",\"signer_ids\":[0,0],\"msg\":\"00\",\"tweaks\":[],\"pubnonce\":\"$NONCE_OK\"}"
+    expect 400 INVALID_ARGUMENT -- POST "$S1" --key "$T/k1" \
+        --body "{\"session_id\":\"$SID\",\"signer_ids\":[0,1],\"msg\":\"0g\",\"tweaks\":[],\"pubnonce\":\"$NONCE_OK\"}"
+    expect 400 INVALID_ARGUMENT -- POST "$S1" --key "$T/k1" \
+        --body "{\"session_id\":\"$SID\",\"signer_ids\":[0,1],\"msg\":\"00\",\"tweaks\":[{\"tweak\":\"00\",\"xonly\":true}],\"pubnonce\":\"$NONCE_OK\"}"
+    expect 400 INVALID_ARGUMENT -- POST "$S1" --key "$T/k1" \
+        --body "{\"session_id\":\"$SID\",\"signer_ids\":[0,1],\"msg\":\"00\",\"tweaks\":[],\"pubnonce\":\"02$(printf 'ff%.0s' $(seq 32))02$(printf 'ff%.0s' $(seq 32))\"}"
+    expect 400 INVALID_ARGUMENT -- POST "/v1/wallets/$W/sign/round2" --key "$T/k1" --body "{\"session_id\":\"$SID\",\"psig\":\"1234\"}"
+    # oversized body: refused up front by Content-Length
+    head -c 70000 /dev/zero | tr '\0' 'a' >"$T/big"
+    expect 413 PAYLOAD_TOO_LARGE -- POST /v1/dkg/round1 --key "$T/k1" --body-file "$T/big"
+    # unknown routes and methods
+    expect 404 NOT_FOUND -- GET /v1/nope
+    expect 404 NOT_FOUND -- GET /v1/wallets/xyz/sign/round1
+    expect 404 NOT_FOUND -- GET /v1/dkg/round1
+    expect 404 NOT_FOUND -- POST "/v1/wallets/$W/sign/round3" --key "$T/k1" --body '{}'
+    expect 414 - -- GET "/$(printf 'a%.0s' $(seq 600))"
+    # missing and garbled Authorization
+    expect 401 UNAUTHENTICATED -- POST /v1/dkg/round2 --body '{}'
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Cosigner-BIP340 pk=zz' -d '{}' "$URL/v1/dkg/round2")
+    [ "$code" = 401 ] || fail "garbled Authorization -> $code"
+    # oversized header
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $(printf 'b%.0s' $(seq 20000))" "$URL/healthz")
+    [ "$code" = 431 ] || [ "$code" = 413 ] || fail "oversized header -> $code"
+    # chunked body above the cap (no Content-Length): counted while reading
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Transfer-Encoding: chunked' -H 'Authorization: Cosigner-BIP340 pk=00, ts=0, nonce=00, sig=00' --data-binary @"$T/big" "$URL/v1/dkg/round2")
+    [ "$code" = 401 ] || [ "$code" = 413 ] || fail "chunked oversized -> $code"
+    healthy "bad requests"
+    # truncated body: Content-Length larger than what is sent, then hang up
+    exec 3<>/dev/tcp/127.0.0.1/"${URL##*:}"
+    printf 'POST /v1/dkg/round1 HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\nAuthorization: Cosigner-BIP340 pk=00, ts=1, nonce=00, sig=00\r\n\r\n{"params":' >&3
+    exec 3>&-
+    # slowloris: a partial request line that never completes is cut off by the idle timeout
+    exec 4<>/dev/tcp/127.0.0.1/"${URL##*:}"
+    printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ' >&4
+    start_s=$(date +%s)
+    if timeout 10 cat <&4 >/dev/null; then :; else fail "slowloris connection not closed by the server"; fi
+    exec 4>&-
+    [ $(( $(date +%s) - start_s )) -lt 10 ] || fail "slowloris held the connection"
+    healthy "truncated body and slowloris"
+    cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "signing after bad input"
+    stop
+    ;;
+restart)
+    start
+    cli keygen --out "$T/k1" >/dev/null
+    cli dkg --t 2 --key "$T/k1" --out "$T/w.json" >/dev/null || fail "dkg"
+    cli dkg --t 2 --devices 2 --out "$T/w3.json" >/dev/null || fail "dkg 2-of-3"
+    cli sign --wallet "$T/w.json" --msg 00 >/dev/null || fail "sign before restart"
+    HPK=$(cli --json info)
+    stop
+    [ "$(stat -c %a "$T/data/host.key")" = 600 ] || fail "host key mode"
+    STARTS=2
+    start
+    [ "$(cli --json info)" = "$HPK" ] || fail "host key changed across restart"
+    cli --json sign --wallet "$T/w.json" --msg 01 --taproot | grep -q '"verified":true' || fail "2-of-2 after restart"
+    cli --json sign --wallet "$T/w3.json" --msg 01 --signers 0,2 | grep -q '"verified":true' || fail "2-of-3 after restart"
+    stop
+    ;;
+eviction)
+    start --idle-threshold-ms 200 --evict-quantum-ms 100
+    cli dkg --t 2 --devices 1 --out "$T/w.json" >/dev/null || fail "dkg"
+    cli dkg --t 2 --devices 2 --out "$T/w3.json" >/dev/null || fail "dkg 2-of-3"
+    cli sign --wallet "$T/w.json" --msg 00 >/dev/null || fail "sign"
+    A0=$(metric cosignerd_actor_activations_total)
+    for _ in $(seq 1 50); do
+        [ "$(metric cosignerd_actors_resident)" = 0 ] && break
+        sleep 0.1
+    done
+    [ "$(metric cosignerd_actors_resident)" = 0 ] || fail "idle wallets not evicted"
+    [ "$(metric cosignerd_actor_evictions_total)" -ge 2 ] || fail "evictions not counted"
+    cli --json sign --wallet "$T/w.json" --msg 02 | grep -q '"verified":true' || fail "sign after eviction"
+    cli --json sign --wallet "$T/w3.json" --msg 02 --signers 0,1 | grep -q '"verified":true' || fail "2-of-3 after eviction"
+    [ "$(metric cosignerd_actor_activations_total)" -gt "$A0" ] || fail "no re-activation"
+    stop
+    ;;
+fault)
+    # Handler faults injected into one wallet leave the others (and itself) serving.
+    start --fault-injection true
+    cli dkg --t 2 --devices 1 --out "$T/w.json" >/dev/null || fail "dkg"
+    cli dkg --t 2 --devices 1 --out "$T/v.json" >/dev/null || fail "dkg 2"
+    keyfile_of "$T/w.json" 1 "$T/d1"
+    W=$(wallet_id "$T/w.json")
+    expect 500 INTERNAL -- POST "/v1/wallets/$W/fault" --key "$T/d1" --body '{"kind":"trap"}'
+    cli --json sign --wallet "$T/v.json" --msg 00 | grep -q '"verified":true' || fail "other wallet after fault"
+    cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "faulted wallet after fault"
+    [ "$(metric cosignerd_handler_faults_total)" -ge 1 ] || fail "fault not counted"
+    stop
+    ;;
+*)
+    fail "unknown section $SECTION"
+    ;;
+esac
+echo "ok: $SECTION"
