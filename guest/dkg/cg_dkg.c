@@ -212,6 +212,7 @@ static int schnorr_sign_prefixed(uint8_t sig[64], const uint8_t *msg, size_t msg
 out:
     cx_wipe(d, sizeof d);
     cx_wipe(k, sizeof k);
+    cx_wipe(e, sizeof e); /* e * d */
     cx_wipe(buf, sizeof buf);
     cx_wipe(h, sizeof h);
     return r;
