@@ -294,11 +294,8 @@ static void test_isolation(void **state)
 
 /* ------------------------------------------------------ concurrency ---- */
 
-#if CG_SANITIZE_THREAD || CG_SANITIZE_ADDRESS
-#define THREAD_CALLS 5000
-#else
+/* The full acceptance count in every build: cheap enough under sanitizers. */
 #define THREAD_CALLS 50000
-#endif
 
 typedef struct worker {
     unsigned seed;
@@ -377,7 +374,7 @@ static void test_two_threads_mixed(void **state)
 /* ----------------------------------------------------------- leaks ----- */
 
 #if CG_SANITIZE_THREAD || CG_SANITIZE_ADDRESS
-#define CYCLES 20000
+#define CYCLES 100000
 #else
 #define CYCLES 1000000
 #endif
@@ -420,7 +417,9 @@ static void test_activation_cycles_flat(void **state)
                   rss0, rss1, vm0, vm1, (unsigned long)s0.mem_slots, (unsigned long)s1.mem_slots);
     assert_int_equal(s1.mem_slots, s0.mem_slots);
     assert_int_equal(s1.live, s0.live);
-    assert_true(rss1 - rss0 < 2048);
+    /* ASan's quarantine holds freed blocks (RSS grows by design there);
+     * LeakSanitizer checks that build for leaks instead. */
+    if (!CG_SANITIZE_ADDRESS) assert_true(rss1 - rss0 < 2048);
     assert_true(vm1 - vm0 < 2048);
 }
 

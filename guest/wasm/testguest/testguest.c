@@ -5,6 +5,7 @@
  *   'e' bytes   reply OK with bytes (echo)
  *   'c'         counter += 1, mark dirty, reply the counter (u64 LE); durable
  *   'w' bytes   keep bytes ^ 0x5a in a heap buffer (a "secret"), reply OK
+ *   'g'         reply the secret's bytes
  *   'm'         malloc 64 KiB blocks until it fails, reply RESOURCE_EXHAUSTED
  *               with the count (u32 LE): the guest sees failure, not a crash
  *   'M'         the same, then abort() like an xmalloc would
@@ -142,6 +143,15 @@ CG_EXPORT_FN(cg_handle) int32_t cg_handle(const uint8_t *cmd, uint32_t len, uint
         secret_len = alen;
         cg_host_reply(0, 0, 0, 0);
         return 0;
+    case 'g': {
+        uint8_t *o = malloc(secret_len + 1);
+        if (!o) __builtin_trap();
+        for (uint32_t i = 0; i < secret_len; i++)
+            o[i] = secret[i] ^ 0x5a;
+        cg_host_reply(0, o, secret_len, 0);
+        free(o);
+        return 0;
+    }
     case 'm':
         reply_u64(8, alloc_until_failure());
         return 0;
