@@ -208,6 +208,13 @@ static int key_match(struct cds_lfht_node *node, const void *key)
     return memcmp(a->key.b, key, RT_KEY_LEN) == 0;
 }
 
+/* An actor reached through the table: acquire what actor_new() released
+ * (liburcu's own publication barriers are invisible to ThreadSanitizer). */
+static int visible(rt_actor *a)
+{
+    return atomic_load_explicit(&a->published, memory_order_acquire) != 0;
+}
+
 static rt_actor *actor_new(const rt_key *key)
 {
     rt_actor *a = calloc(1, sizeof *a);
@@ -233,10 +240,20 @@ static void actor_free(rt_actor *a)
 static void actor_free_rcu(struct rcu_head *h)
 {
     rt_actor *a = caa_container_of(h, rt_actor, rcu);
-    /* Pairs with the lock of any reader that found it before removal. */
+    /* The grace period orders this after every reader, but it is invisible
+     * to ThreadSanitizer: these two edges state it (release in retire(),
+     * and the lock every reader took before it could touch the actor). */
+    (void)atomic_load_explicit(&a->published, memory_order_acquire);
     pthread_mutex_lock(&a->mu);
     pthread_mutex_unlock(&a->mu);
     actor_free(a);
+}
+
+/* Frees a DEAD actor once no reader can still hold it. Call after cds_lfht_del. */
+static void retire(rt_actor *a)
+{
+    atomic_store_explicit(&a->published, 0, memory_order_release);
+    urcu_memb_call_rcu(&a->rcu, actor_free_rcu);
 }
 
 /* Returns the locked, not DEAD actor of key, inserting an empty one if
@@ -657,6 +674,8 @@ static rt_status activate(rt_runtime *rt, rt_actor *a, uint32_t *retry)
  * Owner only; rs->batch is the worker's not-yet-run part of the mailbox. */
 static void actor_restart(rt_runtime *rt, rt_actor *a, rt_mnode *cur, run_state *rs)
 {
+    /* Counted first: a caller told UNAVAILABLE already sees the quarantine. */
+    count_restart(rt, a, rt_now_ms());
     if (cur) fail_msg(rt, cur, RT_UNAVAILABLE, "actor restarted", 0);
     fail_list(rt, rs->batch, RT_CANCELLED, "actor restarted", 0);
     rs->batch = NULL;
@@ -669,7 +688,6 @@ static void actor_restart(rt_runtime *rt, rt_actor *a, rt_mnode *cur, run_state 
     fail_list(rt, q, RT_CANCELLED, "actor restarted", 0);
     abort_parked(rt, a, RT_ABORTED, "actor restarted");
     destroy_instance(rt, a);
-    count_restart(rt, a, rt_now_ms());
     uint32_t retry;
     activate(rt, a, &retry); /* a failure is counted there; next message retries */
 }
@@ -1100,6 +1118,7 @@ static void tick_all(rt_runtime *rt)
     if (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
         cds_lfht_for_each_entry(rt->ht, &it, a, node)
         {
+            if (!visible(a)) continue;
             pthread_mutex_lock(&a->mu);
             if (a->life == L_LIVE) tick_locked(rt, a);
             pthread_mutex_unlock(&a->mu);
@@ -1164,6 +1183,7 @@ unsigned rt_evict_sweep(rt_runtime *rt)
     urcu_memb_read_lock();
     cds_lfht_for_each_entry(rt->ht, &it, a, node)
     {
+        if (!visible(a)) continue;
         if (pthread_mutex_trylock(&a->mu)) continue; /* busy right now: not idle */
         if (evictable_locked(rt, a, now)) {
             uint64_t last = atomic_load_explicit(&a->last_active, memory_order_relaxed);
@@ -1233,7 +1253,7 @@ unsigned rt_evict_sweep(rt_runtime *rt)
             a->life = L_DEAD;
             cds_lfht_del(rt->ht, &a->node);
             pthread_mutex_unlock(&a->mu);
-            urcu_memb_call_rcu(&a->rcu, actor_free_rcu);
+            retire(a);
         }
         urcu_memb_read_unlock();
         if (had) {
@@ -1394,6 +1414,7 @@ void rt_stop(rt_runtime *rt)
     urcu_memb_read_lock();
     cds_lfht_for_each_entry(rt->ht, &it, a, node)
     {
+        if (!visible(a)) continue;
         pthread_mutex_lock(&a->mu);
         rt_mnode *q = a->mb_head;
         a->mb_head = a->mb_tail = NULL;
@@ -1404,7 +1425,7 @@ void rt_stop(rt_runtime *rt)
         destroy_instance(rt, a);
         a->life = L_DEAD;
         cds_lfht_del(rt->ht, &a->node);
-        urcu_memb_call_rcu(&a->rcu, actor_free_rcu);
+        retire(a);
     }
     urcu_memb_read_unlock();
     urcu_memb_barrier();
