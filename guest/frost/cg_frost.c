@@ -256,13 +256,12 @@ rt_status cg_frost_nonce_gen(cg_frost_secnonce *secnonce, uint8_t pubnonce[66],
                              const uint8_t *thresh_pk_xonly, const uint8_t *msg, size_t msg_len,
                              const uint8_t *extra_in, size_t extra_in_len, cg_frost_error *err)
 {
-    static const uint8_t zero[32];
     uint8_t rand_[32];
     rt_status st;
     cx_random(rand_, sizeof rand_);
-    /* An all-zero draw means a broken randomness source, not luck. */
-    if (memcmp(rand_, zero, 32) == 0)
-        return fail_internal(err, "Randomness source returned zeros.");
+    /* An all-zero draw means a broken randomness source, not luck (checked
+     * in constant time: rand_ is secret). */
+    if (cx_scalar_is_zero(rand_)) return fail_internal(err, "Randomness source returned zeros.");
     st = cg_frost_nonce_gen_internal(secnonce, pubnonce, rand_, secshare, pubshare, thresh_pk_xonly,
                                      msg, msg_len, extra_in, extra_in_len, err);
     cx_wipe(rand_, sizeof rand_);

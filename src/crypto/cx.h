@@ -65,8 +65,10 @@ int cx_point_mul(uint8_t out[64], const uint8_t p[64], const uint8_t k[32]); /* 
 int cx_point_mul_base(uint8_t out[64], const uint8_t k[32]);                 /* k*G, k may be 0 */
 int cx_point_eq(const uint8_t a[64], const uint8_t b[64]);
 /* Whether 64 working-form bytes are a point this process could have made
- * (infinity or a valid curve point). The sandbox checks points read from
- * guest memory with it; the other point functions trust their inputs. */
+ * (infinity or a valid curve point); costs about one parse. The other point
+ * functions trust their inputs: malformed bytes never crash or abort, but may
+ * give a meaningless point (add, sum, eq) where they are not refused. The
+ * sandbox checks points read from an untrusted guest with it. */
 int cx_point_check(const uint8_t p[64]);
 /* out = sum of n points stored back to back (n * 64 bytes, n <= 64), in one
  * normalisation; infinities are allowed and an empty sum is infinity. */

@@ -312,6 +312,20 @@ static void test_point_bad_encodings(void **state)
     memset(junk, 0, 64);
     junk[40] = 1; /* x = 0, y != 0 */
     assert_false(cx_point_check(junk));
+    {
+        uint8_t G[64], k[32] = {[31] = 5};
+        assert_true(cx_point_mul_base(G, k));
+        /* Addition and comparison trust their inputs (libsecp256k1's
+         * combine does not validate), which is why guest-supplied points go
+         * through cx_point_check; they must still not crash. */
+        (void)cx_point_add(P, junk, G);
+        (void)cx_point_eq(junk, G);
+        assert_false(cx_point_mul(P, junk, k));
+        assert_false(cx_point_neg(P, junk));
+        assert_false(cx_point_ser(c, junk));
+        assert_false(cx_point_xonly(x, NULL, junk));
+        assert_false(cx_point_add_mulg_public(P, junk, k));
+    }
     memset(junk, 0x5A, 64);
     assert_false(cx_point_check(junk));
 }
