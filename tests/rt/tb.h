@@ -54,14 +54,14 @@ typedef struct tb_world {
 
 static tb_world tbw;
 
-static void tb_reset(void)
+static inline void tb_reset(void)
 {
     memset(&tbw, 0, sizeof tbw);
     atomic_store(&tbw.fail_create_idx, -1);
     atomic_store(&tbw.panic_create_idx, -1);
 }
 
-static rt_key tb_key(unsigned idx)
+static inline rt_key tb_key(unsigned idx)
 {
     rt_key k;
     memset(&k, 0, sizeof k);
@@ -70,21 +70,21 @@ static rt_key tb_key(unsigned idx)
     return k;
 }
 
-static unsigned tb_idx(const rt_key *k)
+static inline unsigned tb_idx(const rt_key *k)
 {
     unsigned idx;
     memcpy(&idx, k->b + 1, sizeof idx);
     return idx;
 }
 
-static void tb_sleep_ms(unsigned ms)
+static inline void tb_sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static rt_status tb_create(void *cfg, const rt_key *key, const uint8_t *rec, size_t rec_len,
-                           void **inst)
+static inline rt_status tb_create(void *cfg, const rt_key *key, const uint8_t *rec, size_t rec_len,
+                                  void **inst)
 {
     (void)cfg;
     unsigned idx = tb_idx(key);
@@ -102,7 +102,7 @@ static rt_status tb_create(void *cfg, const rt_key *key, const uint8_t *rec, siz
     return RT_OK;
 }
 
-static void tb_destroy(void *inst)
+static inline void tb_destroy(void *inst)
 {
     tb_inst *t = inst;
     if (t->idx < TB_MAX_KEYS) atomic_fetch_sub(&tbw.live[t->idx], 1);
@@ -110,7 +110,7 @@ static void tb_destroy(void *inst)
     free(t);
 }
 
-static rt_status tb_handle(void *inst, rt_ctx *ctx, const rt_msg *msg)
+static inline rt_status tb_handle(void *inst, rt_ctx *ctx, const rt_msg *msg)
 {
     tb_inst *t = inst;
     if (t->idx < TB_MAX_KEYS && atomic_load(&tbw.live[t->idx]) != 1)
@@ -175,7 +175,7 @@ static rt_status tb_handle(void *inst, rt_ctx *ctx, const rt_msg *msg)
     }
 }
 
-static rt_status tb_snapshot(void *inst, uint8_t **out, size_t *out_len)
+static inline rt_status tb_snapshot(void *inst, uint8_t **out, size_t *out_len)
 {
     tb_inst *t = inst;
     *out = malloc(8);
@@ -185,7 +185,7 @@ static rt_status tb_snapshot(void *inst, uint8_t **out, size_t *out_len)
     return RT_OK;
 }
 
-static rt_status tb_tick(void *inst, rt_ctx *ctx, uint64_t now_ms)
+static inline rt_status tb_tick(void *inst, rt_ctx *ctx, uint64_t now_ms)
 {
     (void)inst;
     (void)ctx;
@@ -225,14 +225,15 @@ typedef struct tb_store {
 
 static tb_store tbs;
 
-static void tb_store_reset(void)
+static inline void tb_store_reset(void)
 {
     pthread_mutex_destroy(&tbs.mu);
     memset(&tbs, 0, sizeof tbs);
     pthread_mutex_init(&tbs.mu, NULL);
 }
 
-static rt_status tb_load(void *ud, const rt_key *key, uint8_t **rec, size_t *len, uint64_t *version)
+static inline rt_status tb_load(void *ud, const rt_key *key, uint8_t **rec, size_t *len,
+                                uint64_t *version)
 {
     tb_store *s = ud;
     unsigned idx = tb_idx(key);
@@ -255,7 +256,7 @@ static rt_status tb_load(void *ud, const rt_key *key, uint8_t **rec, size_t *len
     return st;
 }
 
-static rt_status tb_apply(tb_store *s, unsigned idx, uint64_t rec, uint64_t version)
+static inline rt_status tb_apply(tb_store *s, unsigned idx, uint64_t rec, uint64_t version)
 {
     if (s->fail) return RT_UNAVAILABLE;
     if (version != s->version[idx] + 1) {
@@ -268,8 +269,8 @@ static rt_status tb_apply(tb_store *s, unsigned idx, uint64_t rec, uint64_t vers
     return RT_OK;
 }
 
-static void tb_save_fn(void *ud, const rt_key *key, const uint8_t *rec, size_t len,
-                       uint64_t version, void (*done)(void *, rt_status), void *arg)
+static inline void tb_save_fn(void *ud, const rt_key *key, const uint8_t *rec, size_t len,
+                              uint64_t version, void (*done)(void *, rt_status), void *arg)
 {
     tb_store *s = ud;
     unsigned idx = tb_idx(key);
@@ -290,7 +291,7 @@ static void tb_save_fn(void *ud, const rt_key *key, const uint8_t *rec, size_t l
 }
 
 /* Completes deferred saves; returns how many. */
-static unsigned tb_store_release(void)
+static inline unsigned tb_store_release(void)
 {
     pthread_mutex_lock(&tbs.mu);
     tb_save *p = tbs.pending;
@@ -313,7 +314,7 @@ static unsigned tb_store_release(void)
     return n;
 }
 
-static unsigned tb_store_npending(void)
+static inline unsigned tb_store_npending(void)
 {
     pthread_mutex_lock(&tbs.mu);
     unsigned n = 0;
@@ -356,7 +357,7 @@ typedef struct tb_rec {
     uint32_t retry_after_ms;
 } tb_rec;
 
-static void tb_rec_cb(void *arg, rt_reply *r)
+static inline void tb_rec_cb(void *arg, rt_reply *r)
 {
     tb_rec *c = arg;
     if (r->status == RT_OK && r->len == 8) memcpy(&c->value, r->data, 8);
@@ -366,7 +367,7 @@ static void tb_rec_cb(void *arg, rt_reply *r)
     rt_reply_free(r);
 }
 
-static rt_status tb_call(rt_runtime *rt, unsigned idx, uint8_t op, uint64_t *value)
+static inline rt_status tb_call(rt_runtime *rt, unsigned idx, uint8_t op, uint64_t *value)
 {
     rt_key k = tb_key(idx);
     rt_reply r;
