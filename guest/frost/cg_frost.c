@@ -208,6 +208,7 @@ static void nonce_hash(uint8_t out[32], const uint8_t rand[32], const uint8_t *p
     if (extra_in) cx_sha256_update(&h, extra_in, extra_in_len);
     cx_sha256_update(&h, &i, 1);
     cx_sha256_final(out, &h);
+    cx_wipe(&h, sizeof h); /* absorbed secrets; not left to the import */
 }
 
 /* pubnonce = k1*G || k2*G for the secret nonce pair k (64 bytes). */
@@ -681,6 +682,7 @@ static void det_nonce_hash(uint8_t out[32], const uint8_t secshare_[32], uint32_
     cx_sha256_update(&h, msg, msg_len);
     cx_sha256_update(&h, &i, 1);
     cx_sha256_final(out, &h);
+    cx_wipe(&h, sizeof h); /* absorbed secrets; not left to the import */
 }
 
 rt_status cg_frost_deterministic_sign(uint8_t pubnonce[66], uint8_t psig[32],
