@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
 #include <ini.h>
 #include <systemd/sd-daemon.h>
 
@@ -637,6 +639,7 @@ int main(int argc, char **argv)
 
     uint64_t wd_us = 0;
     if (sd_watchdog_enabled(0, &wd_us) <= 0) wd_us = 0;
+    uint64_t evictions_seen = 0;
     for (;;) {
         struct timespec to = {1, 0};
         if (wd_us) {
@@ -651,6 +654,15 @@ int main(int argc, char **argv)
         }
         if (sig == SIGHUP) logkv("info", "sighup_ignored", "reason=\"restart to reconfigure\"");
         if (wd_us) sd_notify(0, "WATCHDOG=1");
+        /* Evicted actors free their memory into malloc's free lists, which
+         * glibc keeps; hand it back to the kernel so idle wallets really
+         * cost nothing resident. */
+        rt_stats rs;
+        rt_get_stats(rt, &rs);
+        if (rs.evictions != evictions_seen) {
+            evictions_seen = rs.evictions;
+            malloc_trim(0);
+        }
     }
     sd_notify(0, "STOPPING=1");
     unsigned left = net_drain(srv, c.drain_timeout_ms);

@@ -3,7 +3,7 @@
  * timestamp window and the bounded replay cache.
  *
  * The replay cache remembers (pk, nonce) fingerprints in two generations of
- * fixed-size open-addressing tables, rotated every 2 windows: a request with
+ * open-addressing tables, rotated every 2 windows: a request with
  * timestamp ts is acceptable only while |now - ts| <= W, so it must be
  * remembered for at most 2W after it was accepted, and two generations of
  * 2W each cover that. Memory is bounded by construction; when a generation
@@ -105,25 +105,28 @@ rt_status net_auth_verify(const net_auth_hdr *h, const char *method, const char 
 
 /* ---- replay cache ------------------------------------------------------ */
 
+/* Tables grow with use (from a few slots up to the configured bound), so a
+ * quiet service holds almost nothing and memory follows the request rate
+ * over the last two windows. 8-byte fingerprints of SHA256(pk || nonce): a
+ * false "replay" needs a 64-bit collision among the live entries. */
 #define SHARDS 64
-#define FP_LEN 16
+#define MIN_CAP 64
 
-typedef struct fp {
-    uint8_t b[FP_LEN]; /* all zero = empty slot */
-} fp;
+typedef struct gen {
+    uint64_t *tab; /* 0 = empty slot */
+    size_t cap, used;
+} gen;
 
 typedef struct shard {
     pthread_mutex_t mu;
-    fp *gen[2]; /* [cur], [prev] */
-    size_t used[2];
+    gen g[2];
     int cur;
     uint64_t rotated_ms;
 } shard;
 
 struct net_replay {
     shard s[SHARDS];
-    size_t cap;   /* slots per generation per shard (power of two) */
-    size_t limit; /* max used per generation per shard (load factor 3/4) */
+    size_t max_used; /* per generation per shard */
     uint64_t period_ms;
 };
 
@@ -131,25 +134,10 @@ net_replay *net_replay_new(size_t entries, uint64_t window_ms)
 {
     net_replay *r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    size_t per = entries / SHARDS;
-    size_t cap = 64;
-    while (cap < per + per / 3)
-        cap <<= 1;
-    r->cap = cap;
-    r->limit = cap / 4 * 3;
+    r->max_used = entries / SHARDS + 1;
     r->period_ms = 2 * window_ms;
-    for (int i = 0; i < SHARDS; i++) {
+    for (int i = 0; i < SHARDS; i++)
         pthread_mutex_init(&r->s[i].mu, NULL);
-        /* calloc of a large block maps zero pages lazily: untouched slots cost
-         * no resident memory. */
-        for (int g = 0; g < 2; g++) {
-            r->s[i].gen[g] = calloc(cap, sizeof(fp));
-            if (!r->s[i].gen[g]) {
-                net_replay_free(r);
-                return NULL;
-            }
-        }
-    }
     return r;
 }
 
@@ -157,38 +145,50 @@ void net_replay_free(net_replay *r)
 {
     if (!r) return;
     for (int i = 0; i < SHARDS; i++) {
-        free(r->s[i].gen[0]);
-        free(r->s[i].gen[1]);
+        free(r->s[i].g[0].tab);
+        free(r->s[i].g[1].tab);
         pthread_mutex_destroy(&r->s[i].mu);
     }
     free(r);
 }
 
-static size_t slot_of(const fp *f, size_t cap)
+static int find(const gen *g, uint64_t f)
 {
-    uint64_t h;
-    memcpy(&h, f->b + 4, 8);
-    return (size_t)h & (cap - 1);
-}
-
-static int find(const fp *tab, size_t cap, const fp *f)
-{
-    static const fp zero;
-    for (size_t i = slot_of(f, cap), n = 0; n < cap; i = (i + 1) & (cap - 1), n++) {
-        if (!memcmp(&tab[i], f, sizeof *f)) return 1;
-        if (!memcmp(&tab[i], &zero, sizeof zero)) return 0;
+    if (!g->tab) return 0;
+    for (size_t i = (size_t)(f >> 7) & (g->cap - 1);; i = (i + 1) & (g->cap - 1)) {
+        if (g->tab[i] == f) return 1;
+        if (!g->tab[i]) return 0;
     }
-    return 0;
 }
 
-static void insert(fp *tab, size_t cap, const fp *f)
+static void put(uint64_t *tab, size_t cap, uint64_t f)
 {
-    static const fp zero;
-    for (size_t i = slot_of(f, cap);; i = (i + 1) & (cap - 1))
-        if (!memcmp(&tab[i], &zero, sizeof zero)) {
-            tab[i] = *f;
-            return;
-        }
+    size_t i = (size_t)(f >> 7) & (cap - 1);
+    while (tab[i])
+        i = (i + 1) & (cap - 1);
+    tab[i] = f;
+}
+
+/* Keeps the load factor at most 1/2 so probes stay short. */
+static int reserve(gen *g)
+{
+    if (g->tab && 2 * (g->used + 1) <= g->cap) return 1;
+    size_t nc = g->cap ? 2 * g->cap : MIN_CAP;
+    uint64_t *t = calloc(nc, sizeof *t);
+    if (!t) return 0;
+    for (size_t i = 0; i < g->cap; i++)
+        if (g->tab[i]) put(t, nc, g->tab[i]);
+    free(g->tab);
+    g->tab = t;
+    g->cap = nc;
+    return 1;
+}
+
+static void clear(gen *g)
+{
+    free(g->tab);
+    g->tab = NULL;
+    g->cap = g->used = 0;
 }
 
 rt_status net_replay_check(net_replay *r, const uint8_t pk[33], const uint8_t nonce[16],
@@ -198,39 +198,28 @@ rt_status net_replay_check(net_replay *r, const uint8_t pk[33], const uint8_t no
     memcpy(in, pk, 33);
     memcpy(in + 33, nonce, 16);
     cx_sha256(h, in, sizeof in);
-    fp f;
-    memcpy(f.b, h, FP_LEN);
-    f.b[0] |= 1; /* never all-zero */
+    uint64_t f;
+    memcpy(&f, h, 8);
+    f |= 1; /* never 0, the empty slot */
     shard *s = &r->s[h[20] % SHARDS];
     rt_status st = RT_OK;
     pthread_mutex_lock(&s->mu);
     if (s->rotated_ms == 0) s->rotated_ms = now_ms;
     if (now_ms - s->rotated_ms >= r->period_ms) {
-        int prev = 1 - s->cur;
-        if (now_ms - s->rotated_ms >= 2 * r->period_ms) {
-            /* Both generations are older than 2W: forget everything. */
-            memset(s->gen[s->cur], 0, r->cap * sizeof(fp));
-            s->used[s->cur] = 0;
-        }
-        /* free + calloc returns the pages to the OS instead of dirtying them. */
-        fp *fresh = calloc(r->cap, sizeof(fp));
-        if (fresh) {
-            free(s->gen[prev]);
-            s->gen[prev] = fresh;
-        } else {
-            memset(s->gen[prev], 0, r->cap * sizeof(fp));
-        }
-        s->used[prev] = 0;
-        s->cur = prev;
+        /* Both generations older than 2W: forget everything. */
+        if (now_ms - s->rotated_ms >= 2 * r->period_ms) clear(&s->g[s->cur]);
+        s->cur = 1 - s->cur;
+        clear(&s->g[s->cur]);
         s->rotated_ms = now_ms;
     }
-    if (find(s->gen[0], r->cap, &f) || find(s->gen[1], r->cap, &f)) {
+    gen *g = &s->g[s->cur];
+    if (find(&s->g[0], f) || find(&s->g[1], f))
         st = RT_ALREADY_EXISTS;
-    } else if (s->used[s->cur] >= r->limit) {
+    else if (g->used >= r->max_used || !reserve(g))
         st = RT_RESOURCE_EXHAUSTED;
-    } else {
-        insert(s->gen[s->cur], r->cap, &f);
-        s->used[s->cur]++;
+    else {
+        put(g->tab, g->cap, f);
+        g->used++;
     }
     pthread_mutex_unlock(&s->mu);
     return st;

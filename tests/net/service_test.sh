@@ -43,6 +43,7 @@ stop() {
     PID=
     [ $rc -eq 0 ] || fail "daemon exited with $rc on SIGTERM"
     grep -q 'event=stopped' "$T/log" || fail "no clean stop logged"
+    ! grep -qE 'runtime error|Sanitizer|ThreadSanitizer' "$T/log" || fail "sanitizer report in the daemon log"
 }
 
 cli() { "$CLI" --url "$URL" "$@"; }
