@@ -30,7 +30,7 @@ struct sbx_instance {
     void *g; /* the module's instance struct, right after this one */
     wasm_rt_memory_t *mem;
     uint64_t budget_ns;
-    int32_t max_depth;
+    uint32_t stack_bytes;
     uint32_t cap_pages;
     sbx_fault fault; /* != NONE: dead, never entered again */
     int mode;        /* which imports are legal now */
@@ -106,7 +106,7 @@ static sbx_fault guarded(sbx_instance *in, enum op op, uint32_t a, uint32_t b, u
     jmp_buf jb;
     int f = setjmp(jb);
     if (f) return (sbx_fault)f;
-    sbx_rt_enter(&jb, in->budget_ns, in->max_depth, in->cap_pages);
+    sbx_rt_enter(&jb, in->budget_ns, in->stack_bytes, in->cap_pages);
     const sbx_module *m = in->mod;
     void *g = in->g;
     uint32_t r = 0;
@@ -201,7 +201,7 @@ rt_status sbx_open(const sbx_config *cfg, const uint8_t *rec, size_t rec_len, sb
     in->mod = m;
     in->g = (uint8_t *)in + HDR_SIZE;
     in->budget_ns = (uint64_t)(cfg->budget_ms ? cfg->budget_ms : SBX_DEFAULT_BUDGET_MS) * 1000000u;
-    in->max_depth = (int32_t)(cfg->max_depth ? cfg->max_depth : SBX_DEFAULT_MAX_DEPTH);
+    in->stack_bytes = cfg->stack_bytes ? cfg->stack_bytes : SBX_DEFAULT_STACK_BYTES;
     uint32_t cap = cfg->mem_cap ? cfg->mem_cap : SBX_DEFAULT_MEM_CAP;
     in->cap_pages = cap / PAGE_BYTES;
     in->mode = M_INIT;

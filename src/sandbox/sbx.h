@@ -57,14 +57,14 @@ typedef struct sbx_module {
 
 #define SBX_DEFAULT_MEM_CAP (4u << 20)
 #define SBX_DEFAULT_BUDGET_MS 100u
-#define SBX_DEFAULT_MAX_DEPTH 1000u
+#define SBX_DEFAULT_STACK_BYTES (1u << 20)
 
 /* Borrowed by every instance built from it: must outlive them. */
 typedef struct sbx_config {
     const sbx_module *module;
     uint32_t mem_cap;       /* linear memory cap per instance, bytes; 0 = 4 MiB */
     uint32_t budget_ms;     /* CPU time per export call; 0 = 100 ms */
-    uint32_t max_depth;     /* guest call depth; 0 = 1000 */
+    uint32_t stack_bytes;   /* native stack guest frames may use (call depth); 0 = 1 MiB */
     const uint8_t *hostkey; /* 32 bytes for cg_set_hostkey, NULL = not called */
 } sbx_config;
 
@@ -80,7 +80,7 @@ typedef enum sbx_fault {
     SBX_FAULT_UNREACHABLE = 5,        /* also abort() and __builtin_trap() */
     SBX_FAULT_CALL_INDIRECT = 6,
     SBX_FAULT_UNCAUGHT_EXCEPTION = 7,
-    SBX_FAULT_EXHAUSTION = 8,   /* native call depth */
+    SBX_FAULT_EXHAUSTION = 8,   /* call depth (native stack budget) */
     SBX_FAULT_MEMORY = 9,       /* the module's initial memory exceeds the cap */
     SBX_FAULT_BAD_POINTER = 10, /* an import got a pointer/length outside memory */
     SBX_FAULT_ABI = 11,         /* import misuse or a non-zero export status */

@@ -198,3 +198,65 @@ void Z_cxZ_random(struct Z_cx_instance_t *ctx, uint32_t out, uint32_t len)
     /* In place: the bytes are fresh, nothing to alias or to leak. */
     cx_random(sbx_guest_span(in, out, len), len);
 }
+
+/* ----- added with BIP 445 signing (guest/frost) ------------------------------ */
+
+PREDICATE(point_check, 64, COST_POINT)
+BINARY(point_add_mulg_public, 64, 64, 32, COST_MUL)
+
+uint32_t Z_cxZ_point_sum(struct Z_cx_instance_t *ctx, uint32_t out, uint32_t pts, uint32_t n)
+{
+    enum { MAXN = 64 }; /* cx_point_sum's bound */
+    sbx_instance *in = enter(ctx, COST_POINT * (1 + (int64_t)(n > MAXN ? MAXN : n)));
+    uint8_t o[64], buf[MAXN * 64];
+    check(in, out, sizeof o);
+    if (n > MAXN) return 0;
+    in_(in, buf, pts, (size_t)n * 64);
+    int r = cx_point_sum(o, buf, n);
+    out_(in, out, o, sizeof o);
+    return (uint32_t)r;
+}
+
+/* The SHA-256 state is plain bytes in guest memory (cx_sha256_ctx): copied
+ * in, updated, copied back. It may hold secrets (nonce derivation), so the
+ * host copy is wiped, and _final zeroes the guest's copy as cx does. */
+void Z_cxZ_sha256_init(struct Z_cx_instance_t *ctx, uint32_t c)
+{
+    sbx_instance *in = enter(ctx, COST_CHEAP);
+    cx_sha256_ctx h;
+    check(in, c, sizeof h.opaque);
+    cx_sha256_init(&h);
+    out_(in, c, h.opaque, sizeof h.opaque);
+}
+
+void Z_cxZ_tagged_hash_init(struct Z_cx_instance_t *ctx, uint32_t c, uint32_t tag, uint32_t tag_len)
+{
+    sbx_instance *in = enter(ctx, COST_CHEAP + (int64_t)tag_len / 8);
+    cx_sha256_ctx h;
+    check(in, c, sizeof h.opaque);
+    cx_tagged_hash_init(&h, (const char *)sbx_guest_span(in, tag, tag_len), tag_len);
+    out_(in, c, h.opaque, sizeof h.opaque);
+}
+
+void Z_cxZ_sha256_update(struct Z_cx_instance_t *ctx, uint32_t c, uint32_t msg, uint32_t len)
+{
+    sbx_instance *in = enter(ctx, COST_CHEAP + (int64_t)len / 8);
+    cx_sha256_ctx h;
+    in_(in, h.opaque, c, sizeof h.opaque);
+    cx_sha256_update(&h, sbx_guest_span(in, msg, len), len);
+    out_(in, c, h.opaque, sizeof h.opaque);
+    cx_wipe(&h, sizeof h);
+}
+
+void Z_cxZ_sha256_final(struct Z_cx_instance_t *ctx, uint32_t out, uint32_t c)
+{
+    sbx_instance *in = enter(ctx, COST_CHEAP);
+    cx_sha256_ctx h;
+    uint8_t o[32];
+    check(in, out, sizeof o);
+    in_(in, h.opaque, c, sizeof h.opaque);
+    cx_sha256_final(o, &h);
+    out_(in, c, h.opaque, sizeof h.opaque); /* zeroed by cx_sha256_final */
+    out_(in, out, o, sizeof o);
+    cx_wipe(o, sizeof o);
+}

@@ -49,5 +49,14 @@ uint32_t Z_cxZ_bip340_verify(struct Z_cx_instance_t *, uint32_t sig, uint32_t ms
                              uint32_t xonly);
 uint32_t Z_cxZ_pubkey_from_seckey(struct Z_cx_instance_t *, uint32_t out, uint32_t seckey);
 void Z_cxZ_random(struct Z_cx_instance_t *, uint32_t out, uint32_t len);
+/* Added with BIP 445 signing (guest/frost): */
+uint32_t Z_cxZ_point_check(struct Z_cx_instance_t *, uint32_t p);
+uint32_t Z_cxZ_point_sum(struct Z_cx_instance_t *, uint32_t out, uint32_t pts, uint32_t n);
+uint32_t Z_cxZ_point_add_mulg_public(struct Z_cx_instance_t *, uint32_t out, uint32_t p,
+                                     uint32_t k);
+void Z_cxZ_sha256_init(struct Z_cx_instance_t *, uint32_t c);
+void Z_cxZ_tagged_hash_init(struct Z_cx_instance_t *, uint32_t c, uint32_t tag, uint32_t tag_len);
+void Z_cxZ_sha256_update(struct Z_cx_instance_t *, uint32_t c, uint32_t msg, uint32_t len);
+void Z_cxZ_sha256_final(struct Z_cx_instance_t *, uint32_t out, uint32_t c);
 
 #endif

@@ -14,10 +14,10 @@
 /* The setjmp value of a trap is its sbx_fault (never 0). */
 _Noreturn void sbx_raise(sbx_fault f);
 
-/* Arms this thread's trap boundary for one guest call. The budget clock
- * starts lazily (see wasm-rt.h); depth and fuel restart from scratch because
- * a trap skips every epilogue. */
-void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, int32_t max_depth, uint32_t mem_cap_pages);
+/* Arms this thread's trap boundary for one guest call: guest frames may use
+ * stack_bytes of native stack below this point. The budget clock starts
+ * lazily (see wasm-rt.h). */
+void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, uint32_t stack_bytes, uint32_t mem_cap_pages);
 /* Disarms it: a trap outside a guest call is a host bug and aborts. */
 void sbx_rt_leave(void);
 

@@ -18,21 +18,21 @@
 
 SBX_TLS uint32_t wasm_rt_call_stack_depth;
 SBX_TLS int64_t sbx_fuel;
-SBX_TLS int32_t sbx_depth_left;
+SBX_TLS uintptr_t sbx_stack_limit;
 
 static SBX_TLS jmp_buf *tls_jb;
 static SBX_TLS uint64_t tls_budget_ns;
 static SBX_TLS uint64_t tls_deadline_ns; /* 0 = clock not started yet */
 static SBX_TLS uint32_t tls_mem_cap_pages;
 
-void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, int32_t max_depth, uint32_t mem_cap_pages)
+void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, uint32_t stack_bytes, uint32_t mem_cap_pages)
 {
     tls_jb = jb;
     tls_budget_ns = budget_ns;
     tls_deadline_ns = 0;
     tls_mem_cap_pages = mem_cap_pages;
     sbx_fuel = FUEL_QUANTUM;
-    sbx_depth_left = max_depth;
+    sbx_stack_limit = sbx_stack_pointer() - stack_bytes;
     wasm_rt_call_stack_depth = 0;
 }
 

@@ -161,13 +161,19 @@ uint32_t wasm_rt_grow_externref_table(wasm_rt_externref_table_t *, uint32_t delt
 /*
  * Call depth and CPU budget, inlined into every guest function and loop.
  *
- * Why fuel and not a watchdog: a watchdog must interrupt a thread
- * asynchronously (a signal), and then decide whether the thread was in guest
- * code or in host code (an import, libc, malloc holding a lock) — unwinding
- * the latter corrupts the host. Fuel is polled only at points that are guest
- * code by construction (function entries and loop headers), so a budget trap
- * can never fire inside host code, and it costs one decrement and one
- * well-predicted branch per guest call or loop iteration.
+ * Depth is bounded by the native stack the guest's frames actually use:
+ * each function entry compares the stack pointer with a per-call limit
+ * (sbx_stack_limit, set at the trap boundary). That is what must not
+ * overflow, whatever each frame's size, and it needs no epilogue, which
+ * keeps recursive guest code almost as fast as without a limit.
+ *
+ * Why fuel and not a watchdog for the budget: a watchdog must interrupt a
+ * thread asynchronously (a signal), and then decide whether the thread was
+ * in guest code or in host code (an import, libc, malloc holding a lock) —
+ * unwinding the latter corrupts the host. Fuel is polled only at points that
+ * are guest code by construction (function entries and loop headers), so a
+ * budget trap can never fire inside host code, and it costs one decrement
+ * and one well-predicted branch per guest call or loop iteration.
  *
  * Fuel is not the budget itself: it is a countdown to the next look at the
  * thread's CPU clock (sbx_fuel_slow). The budget is thus CPU time, as
@@ -178,8 +184,23 @@ uint32_t wasm_rt_grow_externref_table(wasm_rt_externref_table_t *, uint32_t delt
  * often enough when a guest loops around them.
  */
 extern SBX_TLS int64_t sbx_fuel;
-extern SBX_TLS int32_t sbx_depth_left;
-void sbx_fuel_slow(void);
+extern SBX_TLS uintptr_t sbx_stack_limit;
+__attribute__((cold)) void sbx_fuel_slow(void);
+
+static inline __attribute__((always_inline)) uintptr_t sbx_stack_pointer(void)
+{
+#if defined(__x86_64__)
+    uintptr_t sp;
+    __asm__("mov %%rsp, %0" : "=r"(sp));
+    return sp;
+#elif defined(__aarch64__)
+    uintptr_t sp;
+    __asm__("mov %0, sp" : "=r"(sp));
+    return sp;
+#else
+    return (uintptr_t)__builtin_frame_address(0);
+#endif
+}
 
 #define SBX_LOOP_FUEL                                                                              \
     do {                                                                                           \
@@ -187,14 +208,15 @@ void sbx_fuel_slow(void);
     } while (0)
 #define SBX_FUNC_PROLOGUE_NOFUEL                                                                   \
     do {                                                                                           \
-        if (UNLIKELY(--sbx_depth_left < 0)) wasm_rt_trap(WASM_RT_TRAP_EXHAUSTION);                 \
+        if (UNLIKELY(sbx_stack_pointer() < sbx_stack_limit))                                       \
+            wasm_rt_trap(WASM_RT_TRAP_EXHAUSTION);                                                 \
     } while (0)
 #define SBX_FUNC_PROLOGUE                                                                          \
     do {                                                                                           \
         SBX_FUNC_PROLOGUE_NOFUEL;                                                                  \
         SBX_LOOP_FUEL;                                                                             \
     } while (0)
-#define SBX_FUNC_EPILOGUE (++sbx_depth_left)
+#define SBX_FUNC_EPILOGUE ((void)0)
 
 #ifdef __cplusplus
 }

@@ -219,11 +219,19 @@ CG_EXPORT_FN(cg_handle) int32_t cg_handle(const uint8_t *cmd, uint32_t len, uint
 
 /* Benchmarks: n == 0 is the trivial call; otherwise a loop-heavy FNV-1a
  * over a 4 KiB buffer, n times (one loop header per byte: a worst case for
- * per-iteration budget checks). */
+ * per-iteration budget checks), or with the top bit set the call-heavy
+ * naive fib(n & 0xff). */
 static uint8_t bench_buf[4096];
+
+static __attribute__((noinline)) uint32_t fib(uint32_t n)
+{
+    return n < 2 ? n : fib(n - 1) + fib(n - 2);
+}
 
 CG_EXPORT_FN(cg_bench) uint32_t cg_bench(uint32_t n)
 {
+    if (n & 0x80000000u) /* call-heavy variant: one function entry per step */
+        return fib(n & 0xff);
     uint32_t h = 2166136261u;
     for (uint32_t r = 0; r < n; r++)
         for (uint32_t i = 0; i < sizeof bench_buf; i++)
