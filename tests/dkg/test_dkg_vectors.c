@@ -18,6 +18,12 @@
 #include "cg_cx.h"
 #include "cg_dkg.h"
 
+/* Which build of the DKG code answers: the native library, or the wasm32
+ * guest through the sandbox (dkg_wasm_shim.c). */
+#ifndef DKG_BACKEND
+#define DKG_BACKEND "native"
+#endif
+
 typedef struct tally {
     const char *file;
     int run, failed;
@@ -128,7 +134,8 @@ static void record(tally *t, json_t *tc, int pass, rt_status st, const cg_dkg_er
 static void finish(tally *t, json_t *root)
 {
     json_t *total = json_object_get(root, "totalTests");
-    fprintf(stderr, "%s: %d/%d cases pass\n", t->file, t->run - t->failed, t->run);
+    fprintf(stderr, "%s [%s]: %d/%d cases pass\n", t->file, DKG_BACKEND, t->run - t->failed,
+            t->run);
     if (total) assert_int_equal(t->run, (int)json_integer_value(total));
     assert_int_equal(t->failed, 0);
     json_decref(root);
