@@ -735,6 +735,8 @@ rt_status cg_actor_tick(cg_actor *a, const cg_host *h, void *hctx, uint64_t now_
 
 #define SNAP_VERSION 1
 #define SNAP_HDR 5
+#define SNAP_MAX                                                                                   \
+    (SNAP_HDR + 3 + 33 * CG_DKG_MAX_N + 32 + 33 + 33 * CG_DKG_MAX_N + 4 + CG_DKG_RECOVERY_MAX)
 
 rt_status cg_actor_snapshot(cg_actor *a, const cg_host *h, void *hctx)
 {
@@ -743,15 +745,10 @@ rt_status cg_actor_snapshot(cg_actor *a, const cg_host *h, void *hctx)
         a->fault_snapshot = 0;
         return RT_INTERNAL;
     }
-    /* The record is built in the reply buffer's place: a wallet record is
-     * at most ~8.5 KiB, so it gets a buffer of its own. */
-    static const size_t max =
-        SNAP_HDR + 3 + 33 * CG_DKG_MAX_N + 32 + 33 + 33 * CG_DKG_MAX_N + 4 + CG_DKG_RECOVERY_MAX;
 #if defined(__wasm__)
-    static uint8_t buf[SNAP_HDR + 3 + 33 * CG_DKG_MAX_N + 32 + 33 + 33 * CG_DKG_MAX_N + 4 +
-                       CG_DKG_RECOVERY_MAX];
+    static uint8_t buf[SNAP_MAX];
 #else
-    uint8_t *buf = malloc(max);
+    uint8_t *buf = malloc(SNAP_MAX);
     if (!buf) return RT_RESOURCE_EXHAUSTED;
 #endif
     size_t o = 0;
@@ -779,7 +776,6 @@ rt_status cg_actor_snapshot(cg_actor *a, const cg_host *h, void *hctx)
         cg_memcpy(buf + o, w->recovery, w->recovery_len);
         o += w->recovery_len;
     }
-    (void)max;
     snapshot_out(a, buf, o);
     cx_wipe(buf, o);
 #if !defined(__wasm__)

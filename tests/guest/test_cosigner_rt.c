@@ -568,6 +568,15 @@ static void test_rt_2of3(void **state)
         assert_int_equal(sign_round2(&W, &s, -1, sig, &blame), RT_ABORTED);
         assert_true(store.loads > loads); /* rebuilt from the durable record */
         sign_ok(&W);
+
+        /* A snapshot that faults: nothing is written, the wallet signs on. */
+        uint64_t version = store.version;
+        f.u.fault.kind = CG_FAULT_SNAPSHOT;
+        post_all(&W, &f, 1, &r);
+        assert_int_not_equal(r.status, RT_OK);
+        rt_reply_free(&r);
+        assert_int_equal(store.version, version);
+        sign_ok(&W);
     }
     rt_stats st;
     rt_get_stats(W.rt, &st);
