@@ -46,6 +46,16 @@ static void out_(sbx_instance *in, uint32_t ptr, const uint8_t *src, size_t n)
     memcpy(sbx_guest_span(in, ptr, n), src, n);
 }
 
+/* Working-form points are only ever made by the host; cx trusts them (a
+ * malformed one gives a meaningless result, see cx.h), so every point a
+ * guest hands back is checked, and a forged or corrupted one is the guest's
+ * fault. Every 64-byte argument of the macros below is a point. */
+static void in_arg(sbx_instance *in, uint8_t *dst, uint32_t ptr, size_t n)
+{
+    in_(in, dst, ptr, n);
+    if (n == CX_POINT_LEN && !cx_point_check(dst)) sbx_raise(SBX_FAULT_ABI);
+}
+
 /* Checks an output span before the primitive runs, so a bad out pointer
  * faults without computing anything. */
 static void check(sbx_instance *in, uint32_t ptr, size_t n)
@@ -60,7 +70,7 @@ static void check(sbx_instance *in, uint32_t ptr, size_t n)
         sbx_instance *in = enter(ctx, cost);                                                       \
         uint8_t o[OUTN], x[AN];                                                                    \
         check(in, out, OUTN);                                                                      \
-        in_(in, x, a, AN);                                                                         \
+        in_arg(in, x, a, AN);                                                                      \
         int r = cx_##name(o, x);                                                                   \
         out_(in, out, o, OUTN);                                                                    \
         cx_wipe(x, sizeof x);                                                                      \
@@ -73,8 +83,8 @@ static void check(sbx_instance *in, uint32_t ptr, size_t n)
         sbx_instance *in = enter(ctx, cost);                                                       \
         uint8_t o[OUTN], x[AN], y[BN];                                                             \
         check(in, out, OUTN);                                                                      \
-        in_(in, x, a, AN);                                                                         \
-        in_(in, y, b, BN);                                                                         \
+        in_arg(in, x, a, AN);                                                                      \
+        in_arg(in, y, b, BN);                                                                      \
         int r = cx_##name(o, x, y);                                                                \
         out_(in, out, o, OUTN);                                                                    \
         cx_wipe(x, sizeof x);                                                                      \
@@ -87,7 +97,7 @@ static void check(sbx_instance *in, uint32_t ptr, size_t n)
     {                                                                                              \
         sbx_instance *in = enter(ctx, cost);                                                       \
         uint8_t x[AN];                                                                             \
-        in_(in, x, a, AN);                                                                         \
+        in_arg(in, x, a, AN);                                                                      \
         int r = cx_##name(x);                                                                      \
         cx_wipe(x, sizeof x);                                                                      \
         return (uint32_t)r;                                                                        \
@@ -128,7 +138,7 @@ uint32_t Z_cxZ_point_xonly(struct Z_cx_instance_t *ctx, uint32_t x, uint32_t y_e
     int ye = 0;
     check(in, x, sizeof o);
     check(in, y_even, 4);
-    in_(in, pt, p, sizeof pt);
+    in_arg(in, pt, p, sizeof pt);
     int r = cx_point_xonly(o, &ye, pt);
     out_(in, x, o, sizeof o);
     /* wasm32 int: 4 bytes little-endian, like the host. */
@@ -141,8 +151,8 @@ uint32_t Z_cxZ_point_eq(struct Z_cx_instance_t *ctx, uint32_t a, uint32_t b)
 {
     sbx_instance *in = enter(ctx, COST_CHEAP);
     uint8_t x[64], y[64];
-    in_(in, x, a, sizeof x);
-    in_(in, y, b, sizeof y);
+    in_arg(in, x, a, sizeof x);
+    in_arg(in, y, b, sizeof y);
     return (uint32_t)cx_point_eq(x, y);
 }
 
@@ -201,7 +211,14 @@ void Z_cxZ_random(struct Z_cx_instance_t *ctx, uint32_t out, uint32_t len)
 
 /* ----- added with BIP 445 signing (guest/frost) ------------------------------ */
 
-PREDICATE(point_check, 64, COST_POINT)
+/* The check itself answers instead of faulting. */
+uint32_t Z_cxZ_point_check(struct Z_cx_instance_t *ctx, uint32_t p)
+{
+    sbx_instance *in = enter(ctx, COST_POINT);
+    uint8_t x[64];
+    in_(in, x, p, sizeof x);
+    return (uint32_t)cx_point_check(x);
+}
 BINARY(point_add_mulg_public, 64, 64, 32, COST_MUL)
 
 uint32_t Z_cxZ_point_sum(struct Z_cx_instance_t *ctx, uint32_t out, uint32_t pts, uint32_t n)
@@ -212,6 +229,8 @@ uint32_t Z_cxZ_point_sum(struct Z_cx_instance_t *ctx, uint32_t out, uint32_t pts
     check(in, out, sizeof o);
     if (n > MAXN) return 0;
     in_(in, buf, pts, (size_t)n * 64);
+    for (uint32_t i = 0; i < n; i++)
+        if (!cx_point_check(buf + 64 * i)) sbx_raise(SBX_FAULT_ABI);
     int r = cx_point_sum(o, buf, n);
     out_(in, out, o, sizeof o);
     return (uint32_t)r;

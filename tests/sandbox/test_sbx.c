@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "cg_config.h"
+#include "cx.h"
 #include "sbx.h"
 
 extern const sbx_module sbx_module_testguest;
@@ -118,6 +119,9 @@ static const trap_case traps[] = {
     {"P", RT_INTERNAL, SBX_FAULT_BAD_POINTER, 0},
     {"D", RT_INTERNAL, SBX_FAULT_ABI, 1},
     {"z", RT_INTERNAL, SBX_FAULT_ABI, 0},
+    /* The same through the crypto imports. */
+    {"X", RT_INTERNAL, SBX_FAULT_BAD_POINTER, 0},
+    {"Y", RT_INTERNAL, SBX_FAULT_ABI, 0},
 };
 
 static void test_every_trap_kind(void **state)
@@ -244,6 +248,32 @@ static void test_command_too_large_is_refused_not_fatal(void **state)
     assert_int_equal(r.status, RT_INVALID_ARGUMENT);
     reply_free(&r);
     assert_int_equal(bump(a), 1);
+    sbx_close(a);
+}
+
+static void test_crypto_imports(void **state)
+{
+    (void)state;
+    sbx_instance *a = open_rec(&cfg, NULL, 0);
+    static const char msg[] = "habc";
+    uint8_t want[32];
+    cx_sha256(want, (const uint8_t *)msg + 1, 3);
+    rt_reply r;
+    assert_int_equal(sbx_call(a, msg, 4, 0, &r), RT_OK);
+    assert_int_equal(r.status, RT_OK);
+    assert_int_equal(r.len, 32);
+    assert_memory_equal(r.data, want, 32);
+    reply_free(&r);
+
+    uint8_t cmd[33] = {'G'}, pub[33];
+    for (int i = 1; i < 33; i++)
+        cmd[i] = (uint8_t)(i * 3);
+    assert_true(cx_pubkey_from_seckey(pub, cmd + 1));
+    assert_int_equal(sbx_call(a, cmd, sizeof cmd, 0, &r), RT_OK);
+    assert_int_equal(r.status, RT_OK);
+    assert_int_equal(r.len, 33);
+    assert_memory_equal(r.data, pub, 33);
+    reply_free(&r);
     sbx_close(a);
 }
 
@@ -433,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_restore_faults_are_actor_level),
         cmocka_unit_test(test_command_too_large_is_refused_not_fatal),
         cmocka_unit_test(test_isolation),
+        cmocka_unit_test(test_crypto_imports),
         cmocka_unit_test(test_two_threads_mixed),
         cmocka_unit_test(test_activation_cycles_flat),
     };

@@ -182,6 +182,8 @@ static const trap_case traps[] = {
     {"P", RT_INTERNAL, SBX_FAULT_BAD_POINTER},
     {"D", RT_INTERNAL, SBX_FAULT_ABI},
     {"z", RT_INTERNAL, SBX_FAULT_ABI},
+    {"X", RT_INTERNAL, SBX_FAULT_BAD_POINTER},
+    {"Y", RT_INTERNAL, SBX_FAULT_ABI},
 };
 #define NTRAPS (sizeof traps / sizeof traps[0])
 

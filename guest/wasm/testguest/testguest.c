@@ -18,6 +18,10 @@
  *   'p' / 'P'   reply with a pointer outside memory / a NULL pointer
  *   'D'         reply twice        'z'  return a non-zero status
  *   'n'         no reply           'k'  park the reply
+ *   'h' bytes   reply cx_sha256(bytes)
+ *   'G' k[32]   reply the compressed k*G (cx_point_mul_base, cx_point_ser)
+ *   'X'         cx_sha256 into a pointer outside memory
+ *   'Y'         cx_point_ser of forged working-form point bytes
  *
  * A record of "TRAP" makes cg_restore trap (actor-level fault tests).
  */
@@ -27,6 +31,7 @@
 #include <string.h>
 
 #include "cg_abi.h"
+#include "cg_cx.h"
 
 #define CG_EXPORT_FN(name) CG_EXPORT(name)
 
@@ -212,6 +217,32 @@ CG_EXPORT_FN(cg_handle) int32_t cg_handle(const uint8_t *cmd, uint32_t len, uint
     case 't':
         reply_u64(0, ticks);
         return 0;
+    case 'h': {
+        uint8_t out[32];
+        cx_sha256(out, arg, alen);
+        cg_host_reply(0, out, sizeof out, 0);
+        return 0;
+    }
+    case 'G': {
+        uint8_t p[64], c[33];
+        if (alen != 32 || !cx_point_mul_base(p, arg) || !cx_point_ser(c, p)) {
+            cg_host_reply(3, "bad scalar", 10, 0);
+            return 0;
+        }
+        cg_host_reply(0, c, sizeof c, 0);
+        return 0;
+    }
+    case 'X':
+        cx_sha256((uint8_t *)(uintptr_t)0xfffffff0u, arg, alen);
+        cg_host_reply(0, 0, 0, 0);
+        return 0;
+    case 'Y': {
+        uint8_t p[64], c[33];
+        for (int i = 0; i < 64; i++)
+            p[i] = (uint8_t)(i * 7 + 1);
+        cg_host_reply(0, c, (uint32_t)cx_point_ser(c, p) * 33, 0);
+        return 0;
+    }
     }
     cg_host_reply(3, "unknown command", 15, 0);
     return 0;
