@@ -550,6 +550,9 @@ static void on_mhd_log(void *cls, const char *fm, va_list ap)
     (void)cls;
     char buf[512];
     vsnprintf(buf, sizeof buf, fm, ap);
+    /* libmicrohttpd 0.9.75 emits this for its worker daemons even when the
+     * logger is the first option: noise, not an event. */
+    if (strstr(buf, "EXTERNAL_LOGGER is not the first option")) return;
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = 0;

@@ -210,6 +210,43 @@ badinput)
     cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "signing after bad input"
     stop
     ;;
+limits)
+    # Over the connection limit: 429 with Retry-After, and service resumes after.
+    start --max-connections 2
+    exec 5<>/dev/tcp/127.0.0.1/"${URL##*:}"
+    exec 6<>/dev/tcp/127.0.0.1/"${URL##*:}"
+    exec 7<>/dev/tcp/127.0.0.1/"${URL##*:}"
+    printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n' >&5
+    printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n' >&6
+    printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n' >&7
+    sleep 0.2
+    hdrs=$(curl -s -D - -o "$T/body" "$URL/v1/info")
+    echo "$hdrs" | head -1 | grep -q ' 429' || fail "over the connection limit: $hdrs"
+    echo "$hdrs" | grep -qi '^Retry-After: [1-9]' || fail "429 without Retry-After"
+    grep -q '"RESOURCE_EXHAUSTED"' "$T/body" || fail "429 body"
+    exec 5>&- 6>&- 7>&-
+    sleep 0.3
+    healthy "connection limit"
+    curl -sf "$URL/v1/info" >/dev/null || fail "service did not recover below the limit"
+    stop
+    # SIGTERM with a device parked in a rendezvous: it is answered, the daemon exits cleanly.
+    : >"$T/log"
+    STARTS=1
+    start --drain-timeout-ms 300
+    cli dkg --t 2 --devices 2 --out "$T/w3.json" >/dev/null || fail "dkg 2-of-3"
+    keyfile_of "$T/w3.json" 1 "$T/d1"
+    W=$(wallet_id "$T/w3.json")
+    G=0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798
+    SID=$(printf '22%.0s' $(seq 32))
+    cli raw POST "/v1/wallets/$W/sign/round1" --key "$T/d1" \
+        --body "{\"session_id\":\"$SID\",\"signer_ids\":[0,1,2],\"msg\":\"00\",\"tweaks\":[],\"pubnonce\":\"$G$G\"}" >"$T/parked" &
+    RAW=$!
+    for _ in $(seq 1 50); do [ "$(metric cosignerd_actor_parked_replies)" -ge 1 ] && break; sleep 0.1; done
+    [ "$(metric cosignerd_actor_parked_replies)" -ge 1 ] || fail "request did not park"
+    stop
+    wait $RAW || true
+    grep -qE '^(503|409) ' "$T/parked" || fail "parked request at shutdown got: $(cat "$T/parked")"
+    ;;
 restart)
     start
     cli keygen --out "$T/k1" >/dev/null
