@@ -14,6 +14,9 @@
 
 extern const sbx_module sbx_module_testguest;
 extern const sbx_module sbx_module_testguest_nofuel;
+#if SBX_BENCH_COSIGNER
+extern const sbx_module sbx_module_cosigner;
+#endif
 
 static double now_s(void)
 {
@@ -59,16 +62,16 @@ static void guest_call(const sbx_config *c)
     sbx_close(in);
 }
 
-static void activation(const sbx_config *c)
+/* rec: a small durable record the module accepts; label names the module. */
+static void activation(const sbx_config *c, const void *rec, size_t rec_len, const char *label)
 {
-    uint64_t counter = 42;
     enum { BATCH = 10000, ROUNDS = 10 };
     static sbx_instance *ins[BATCH];
     double t_open = 0, t_close = 0;
     for (int r = 0; r < ROUNDS + 1; r++) {
         double t0 = now_s();
         for (int i = 0; i < BATCH; i++)
-            ins[i] = open_or_die(c, &counter, sizeof counter);
+            ins[i] = open_or_die(c, rec, rec_len);
         double t1 = now_s();
         for (int i = 0; i < BATCH; i++)
             sbx_close(ins[i]);
@@ -79,27 +82,28 @@ static void activation(const sbx_config *c)
         }
     }
     double n = (double)BATCH * ROUNDS;
-    printf("{\"workload\":\"activation\",\"us_per_activation\":%.2f,\"us_per_teardown\":%.2f}\n",
-           t_open * 1e6 / n, t_close * 1e6 / n);
+    printf("{\"workload\":\"activation%s\",\"us_per_activation\":%.2f,\"us_per_teardown\":%.2f}\n",
+           label, t_open * 1e6 / n, t_close * 1e6 / n);
 }
 
-static void idle_memory(const sbx_config *c)
+/* cmd: one request each resident actor has served (len 0: none). */
+static void idle_memory(const sbx_config *c, const void *rec, size_t rec_len, const void *cmd,
+                        size_t cmd_len, const char *label)
 {
     enum { N = 100000 };
     sbx_instance **ins = malloc(N * sizeof *ins);
-    uint64_t counter = 42;
     long rss0 = status_kb("VmRSS"), pte0 = status_kb("VmPTE");
     for (int i = 0; i < N; i++) {
-        ins[i] = open_or_die(c, &counter, sizeof counter);
-        /* Resident actors have served requests: one each. */
+        ins[i] = open_or_die(c, rec, rec_len);
         rt_reply r;
-        if (sbx_call(ins[i], "c", 1, 0, &r) != RT_OK || r.status != RT_OK) exit(1);
-        free(r.data);
+        if (cmd_len && sbx_call(ins[i], cmd, cmd_len, 0, &r) != RT_OK) exit(1);
+        if (cmd_len) free(r.data);
     }
     long rss1 = status_kb("VmRSS"), pte1 = status_kb("VmPTE");
-    printf("{\"workload\":\"idle_memory\",\"bytes_per_actor\":%.0f,\"page_table_bytes_per_actor\":"
-           "%.0f,\"actors\":%d}\n",
-           (double)(rss1 - rss0) * 1024 / N, (double)(pte1 - pte0) * 1024 / N, N);
+    printf(
+        "{\"workload\":\"idle_memory%s\",\"bytes_per_actor\":%.0f,\"page_table_bytes_per_actor\":"
+        "%.0f,\"actors\":%d}\n",
+        label, (double)(rss1 - rss0) * 1024 / N, (double)(pte1 - pte0) * 1024 / N, N);
     for (int i = 0; i < N; i++)
         sbx_close(ins[i]);
     free(ins);
@@ -142,9 +146,24 @@ int main(void)
 {
     sbx_config c = {.module = &sbx_module_testguest};
     sbx_config nf = {.module = &sbx_module_testguest_nofuel};
+    uint64_t counter = 42;
     guest_call(&c);
-    activation(&c);
-    idle_memory(&c);
+    activation(&c, &counter, sizeof counter, "");
+    /* Resident actors have served a request: one each. */
+    idle_memory(&c, &counter, sizeof counter, "c", 1, "");
     budget_overhead(&c, &nf);
+#if SBX_BENCH_COSIGNER
+    /* The real module: its record after a fresh start, one (refused) command. */
+    static uint8_t hostkey[32] = {1};
+    sbx_config cs = {.module = &sbx_module_cosigner, .hostkey = hostkey};
+    sbx_instance *in = open_or_die(&cs, NULL, 0);
+    uint8_t *rec;
+    size_t rec_len;
+    if (sbx_snapshot(in, &rec, &rec_len) != RT_OK) exit(1);
+    sbx_close(in);
+    activation(&cs, rec, rec_len, "_cosigner");
+    idle_memory(&cs, rec, rec_len, "\x01", 1, "_cosigner");
+    free(rec);
+#endif
     return 0;
 }
