@@ -115,6 +115,7 @@ static void next_session(dev_user *u)
 {
     user_ctx *c = u->ud;
     if (c->sessions_left-- <= 0) {
+        dev_user_release(u);
         user_finished();
         return;
     }

@@ -353,6 +353,7 @@ static int cmd_sign(const char *url, int argc, char **argv)
     else
         printf("signature: %s\nverifies under %s key %s (checked locally with libsecp256k1)\n", sig,
                taproot ? "Taproot output" : "threshold", key);
+    dev_user_release(&u);
     cx_wipe(&u.w, sizeof u.w);
     return 0;
 }

@@ -396,6 +396,13 @@ static void on_sign1(void *arg, long code, json_t *resp, const char *err)
     }
 }
 
+void dev_user_release(dev_user *u)
+{
+    free(u->signers);
+    u->signers = NULL;
+    u->signers_count = 0;
+}
+
 void dev_sign(dev_user *u, const uint32_t *signers, size_t count, const uint8_t *msg,
               size_t msg_len, int taproot, const uint8_t *merkle_root)
 {

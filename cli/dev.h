@@ -58,7 +58,14 @@ struct dev_user {
     uint8_t msg[256];
     size_t msg_len;
     uint8_t verify_xonly[32]; /* the (tweaked) key the signature verifies under */
+    /* the validated signer set of the last session (reused while it repeats) */
+    cg_frost_signers *signers;
+    uint32_t signers_ids[DEV_MAX_N];
+    size_t signers_count;
 };
+
+/* Frees what the user holds between operations (not the wallet). */
+void dev_user_release(dev_user *u);
 
 /* Sets up the wallet params: the devices' keys are in w (is_dev/seckey/hostpk),
  * svc_pk is the service's host key, placed at index svc. */

@@ -6,6 +6,11 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <secp256k1.h>
+#include <secp256k1_extrakeys.h>
+#include <secp256k1_schnorrsig.h>
+
+#include "cx.h"
 
 #include "http.h"
 #include "net.h"
@@ -109,6 +114,39 @@ static void submit(http_client *c, xfer *x, const char *method, const char *path
     c->running++;
 }
 
+/*
+ * Client-side request signature straight on libsecp256k1: one keypair
+ * derivation and one signature per request. (cx_bip340_sign also re-verifies
+ * every signature, a fault-attack guard the service needs for its own keys;
+ * a load generator signing thousands of requests per second does not.)
+ */
+static int sign_header(char *out, const uint8_t sk[32], const char *method, const char *path,
+                       uint64_t ts, const uint8_t *body, size_t blen)
+{
+    static __thread secp256k1_context *ctx;
+    if (!ctx) ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+    secp256k1_keypair kp;
+    secp256k1_pubkey pub;
+    uint8_t pk[33], nonce[16], msg[32], sig[64], aux[32];
+    size_t pl = 33;
+    if (!secp256k1_keypair_create(ctx, &kp, sk) || !secp256k1_keypair_pub(ctx, &pub, &kp) ||
+        !secp256k1_ec_pubkey_serialize(ctx, pk, &pl, &pub, SECP256K1_EC_COMPRESSED))
+        return 0;
+    cx_random(nonce, sizeof nonce);
+    cx_random(aux, sizeof aux);
+    net_auth_msg(msg, method, path, ts, nonce, body, blen);
+    int ok = secp256k1_schnorrsig_sign32(ctx, sig, msg, &kp, aux);
+    cx_wipe(&kp, sizeof kp);
+    if (!ok) return 0;
+    char pkh[67], nh[33], sh[129];
+    net_hex_encode(pkh, pk, 33);
+    net_hex_encode(nh, nonce, 16);
+    net_hex_encode(sh, sig, 64);
+    snprintf(out, NET_AUTH_HDR_MAX, "Cosigner-BIP340 pk=%s, ts=%llu, nonce=%s, sig=%s", pkh,
+             (unsigned long long)ts, nh, sh);
+    return 1;
+}
+
 void http_request(http_client *c, const char *method, const char *path, json_t *body,
                   const uint8_t *seckey, http_done cb, void *arg)
 {
@@ -126,8 +164,8 @@ void http_request(http_client *c, const char *method, const char *path, json_t *
     }
     size_t blen = x->body ? strlen(x->body) : 0;
     char auth[NET_AUTH_HDR_MAX];
-    int have = seckey && net_auth_header(auth, seckey, method, path, unix_ms(),
-                                         (const uint8_t *)x->body, blen);
+    int have = seckey &&
+               sign_header(auth, seckey, method, path, unix_ms(), (const uint8_t *)x->body, blen);
     submit(c, x, method, path, blen, have ? auth : NULL);
 }
 

@@ -75,9 +75,17 @@ void net_auth_msg(uint8_t out[32], const char *method, const char *path, uint64_
 int net_auth_header(char *out, const uint8_t seckey[32], const char *method, const char *path,
                     uint64_t ts_ms, const uint8_t *body, size_t body_len)
 {
-    uint8_t pk[33], nonce[16], msg[32], sig[64], aux[32];
-    char pkh[67], nh[33], sh[129];
+    uint8_t pk[33];
     if (!cx_pubkey_from_seckey(pk, seckey)) return 0;
+    return net_auth_header_pk(out, seckey, pk, method, path, ts_ms, body, body_len);
+}
+
+int net_auth_header_pk(char *out, const uint8_t seckey[32], const uint8_t pk[33],
+                       const char *method, const char *path, uint64_t ts_ms, const uint8_t *body,
+                       size_t body_len)
+{
+    uint8_t nonce[16], msg[32], sig[64], aux[32];
+    char pkh[67], nh[33], sh[129];
     cx_random(nonce, sizeof nonce);
     cx_random(aux, sizeof aux);
     net_auth_msg(msg, method, path, ts_ms, nonce, body, body_len);
