@@ -240,12 +240,18 @@ int cx_point_ser(uint8_t out[33], const uint8_t p[64])
 
 int cx_point_check(const uint8_t p[64])
 {
-    uint8_t c[33], q[64];
+    secp256k1_pubkey pk, q;
+    uint8_t u[65];
+    size_t len = sizeof u;
     if (is_inf(p)) return 1;
-    /* A round trip through the compressed form accepts exactly the points
-     * libsecp256k1 itself produced (valid field elements on the curve). */
-    if (!cx_point_ser(c, p) || !cx_point_parse(q, c, 0)) return 0;
-    return cx_point_eq(p, q) && memcmp(p, q, 64) == 0;
+    /* A round trip through the uncompressed form accepts exactly the points
+     * libsecp256k1 itself produces: serialising normalises the coordinates
+     * (a non-canonical encoding comes back different) and parsing checks the
+     * curve equation, with no square root (unlike the compressed form). */
+    memcpy(pk.data, p, 64);
+    if (!secp256k1_ec_pubkey_serialize(ctx(), u, &len, &pk, SECP256K1_EC_UNCOMPRESSED)) return 0;
+    if (!secp256k1_ec_pubkey_parse(ctx(), &q, u, sizeof u)) return 0;
+    return memcmp(q.data, p, 64) == 0;
 }
 
 int cx_point_lift_x(uint8_t out[64], const uint8_t x[32])
