@@ -108,7 +108,7 @@ struct rt_runtime {
     pthread_cond_t rq_cv;
     rt_actor *rq_head, *rq_tail;
     unsigned rq_sleepers;
-    unsigned busy; /* workers running an actor, under rq_mu */
+    _Atomic unsigned busy; /* workers holding actors taken from the queue */
     int rq_quit;
     _Atomic unsigned rq_len;
     pthread_t *workers;
@@ -653,6 +653,15 @@ static rt_status activate(rt_runtime *rt, rt_actor *a, uint32_t *retry)
                     .out_inst = &inst};
     rt_status st = guarded(&g, &panicked);
     free(rec);
+    if (st == RT_DATA_LOSS && !panicked) {
+        /* The record decoded but failed the behaviour's own checks: the same
+         * refusal as a record failing authentication in load(). */
+        STAT_ADD(rt, activation_failures, 1);
+        pthread_mutex_lock(&a->mu);
+        if (ext_of(a)) a->ext->dl_until = now + rt->cfg.quarantine_base_ms;
+        pthread_mutex_unlock(&a->mu);
+        return RT_DATA_LOSS;
+    }
     if (st != RT_OK) {
         /* A half-built instance after a panic is unrecoverable state; the
          * behaviour must not hand one out, so there is nothing to destroy. */
@@ -674,17 +683,20 @@ static rt_status activate(rt_runtime *rt, rt_actor *a, uint32_t *retry)
  * Owner only; rs->batch is the worker's not-yet-run part of the mailbox. */
 static void actor_restart(rt_runtime *rt, rt_actor *a, rt_mnode *cur, run_state *rs)
 {
-    /* Counted first: a caller told UNAVAILABLE already sees the quarantine. */
+    /* Counted, and the queue taken, before anyone is told: a caller told
+     * UNAVAILABLE already sees the quarantine, and what it sends next goes
+     * to the fresh instance instead of being cancelled with this queue. */
     count_restart(rt, a, rt_now_ms());
-    if (cur) fail_msg(rt, cur, RT_UNAVAILABLE, "actor restarted", 0);
-    fail_list(rt, rs->batch, RT_CANCELLED, "actor restarted", 0);
-    rs->batch = NULL;
-    rs->done = 0;
     pthread_mutex_lock(&a->mu);
     rt_mnode *q = a->mb_head;
     a->mb_head = a->mb_tail = NULL;
     a->mb_count = 0;
     pthread_mutex_unlock(&a->mu);
+    rt_mnode *batch = rs->batch;
+    rs->batch = NULL;
+    rs->done = 0;
+    if (cur) fail_msg(rt, cur, RT_UNAVAILABLE, "actor restarted", 0);
+    fail_list(rt, batch, RT_CANCELLED, "actor restarted", 0);
     fail_list(rt, q, RT_CANCELLED, "actor restarted", 0);
     abort_parked(rt, a, RT_ABORTED, "actor restarted");
     destroy_instance(rt, a);
@@ -911,7 +923,7 @@ static void *worker_main(void *arg)
     for (;;) {
         /* Spin briefly before sleeping: a futex wake-up costs more than a
          * whole round trip on an idle machine. */
-        for (int i = 0; i < 2000 && !atomic_load_explicit(&rt->rq_len, memory_order_relaxed); i++)
+        for (int i = 0; i < 1000 && !atomic_load_explicit(&rt->rq_len, memory_order_relaxed); i++)
             __builtin_ia32_pause();
         pthread_mutex_lock(&rt->rq_mu);
         while (!rt->rq_head && !rt->rq_quit) {
@@ -924,15 +936,27 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&rt->rq_mu);
             break;
         }
-        rt->rq_head = a->rq_next;
+        /* Take a fair share of the queue at once: one lock round trip per
+         * batch instead of per actor when many actors have one message. */
+        unsigned len = atomic_load_explicit(&rt->rq_len, memory_order_relaxed);
+        unsigned take = len / rt->nworkers;
+        take = take < 1 ? 1 : take > 16 ? 16 : take;
+        rt_actor *last = a;
+        unsigned took = 1;
+        for (; took < take && last->rq_next; took++)
+            last = last->rq_next;
+        rt->rq_head = last->rq_next;
         if (!rt->rq_head) rt->rq_tail = NULL;
-        atomic_fetch_sub_explicit(&rt->rq_len, 1, memory_order_relaxed);
-        rt->busy++;
+        last->rq_next = NULL;
+        atomic_fetch_sub_explicit(&rt->rq_len, took, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->busy, 1, memory_order_relaxed);
         pthread_mutex_unlock(&rt->rq_mu);
-        run_actor(rt, a);
-        pthread_mutex_lock(&rt->rq_mu);
-        rt->busy--;
-        pthread_mutex_unlock(&rt->rq_mu);
+        while (a) {
+            rt_actor *next = a->rq_next; /* run_actor may queue a again */
+            run_actor(rt, a);
+            a = next;
+        }
+        atomic_fetch_sub_explicit(&rt->busy, 1, memory_order_release);
     }
     urcu_memb_unregister_thread();
     tl_rcu_registered = 0;
@@ -1057,7 +1081,7 @@ void rt_call(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
     call_wait w = {.out = reply};
     atomic_init(&w.state, 0);
     rt_send(rt, key, data, len, deadline_ms, call_cb, &w);
-    for (int i = 0; i < 4000; i++) {
+    for (int i = 0; i < 1000; i++) { /* the reply is often microseconds away */
         if (atomic_load_explicit(&w.state, memory_order_acquire) == 1) return;
         __builtin_ia32_pause();
     }
@@ -1240,6 +1264,7 @@ unsigned rt_evict_sweep(rt_runtime *rt)
         /* EVICTING keeps senders from scheduling it and the actor from being
          * removed by anyone else, so the instance is ours to destroy. */
         int had = a->life == L_LIVE;
+        if (had) STAT_ADD(rt, evictions, 1); /* counted before resident drops */
         destroy_instance(rt, a);
         urcu_memb_read_lock();
         pthread_mutex_lock(&a->mu);
@@ -1256,10 +1281,7 @@ unsigned rt_evict_sweep(rt_runtime *rt)
             retire(a);
         }
         urcu_memb_read_unlock();
-        if (had) {
-            STAT_ADD(rt, evictions, 1);
-            evicted++;
-        }
+        evicted += (unsigned)had;
     }
     pthread_mutex_unlock(&rt->sweep_mu);
     (void)nv;
@@ -1339,7 +1361,7 @@ rt_status rt_start(const rt_config *cfg, rt_runtime **out)
         rt->seed = rt_now_ms() ^ (uint64_t)(uintptr_t)rt;
 
     rcu_ensure();
-    rt->ht = cds_lfht_new_flavor(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+    rt->ht = cds_lfht_new_flavor(16384, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
                                  &urcu_memb_flavor, NULL);
     if (!rt->ht) {
         free(rt);
@@ -1393,7 +1415,7 @@ void rt_stop(rt_runtime *rt)
      * actors and in-flight commits (whose replies are still owed). */
     for (;;) {
         pthread_mutex_lock(&rt->rq_mu);
-        int quiet = !rt->rq_head && rt->busy == 0 &&
+        int quiet = !rt->rq_head && atomic_load_explicit(&rt->busy, memory_order_acquire) == 0 &&
                     atomic_load_explicit(&rt->commits_inflight, memory_order_acquire) == 0;
         pthread_mutex_unlock(&rt->rq_mu);
         if (quiet) break;

@@ -60,8 +60,8 @@ typedef void (*rt_reply_cb)(void *arg, rt_reply *reply);
 
 /* ----------------------------------------------------------- behaviour -- */
 
-typedef struct rt_ctx rt_ctx;         /* per-invocation context, valid during a callback */
-typedef uint64_t rt_park_id;          /* names a parked reply inside one actor */
+typedef struct rt_ctx rt_ctx; /* per-invocation context, valid during a callback */
+typedef uint64_t rt_park_id;  /* names a parked reply inside one actor */
 
 enum rt_msg_kind {
     RT_MSG_CLIENT = 0, /* a request from outside: has a reply slot, counts as activity */
@@ -72,7 +72,7 @@ typedef struct rt_msg {
     int kind;
     const uint8_t *data; /* borrowed for the duration of handle() */
     size_t len;
-    uint64_t now_ms;     /* monotonic milliseconds when the message was dequeued */
+    uint64_t now_ms; /* monotonic milliseconds when the message was dequeued */
 } rt_msg;
 
 /*
@@ -80,8 +80,12 @@ typedef struct rt_msg {
  * calls for one instance are serialized by the runtime.
  *
  * create   Builds a fresh instance from the durable record (rec == NULL when
- *          the key has no record yet). A failure is an actor-level fault: the
- *          supervisor counts it and retries under its restart intensity.
+ *          the key has no record yet). Runs on a worker, never twice at once
+ *          for one key. RT_DATA_LOSS means the record is unusable: callers get
+ *          DATA_LOSS and the key is refused for quarantine_base_ms (no
+ *          re-read loop). Any other failure, or rt_panic(), is an actor-level
+ *          fault: callers get UNAVAILABLE, the supervisor counts a restart and
+ *          the next message retries, under the restart intensity.
  * handle   Handles one message. For RT_MSG_CLIENT it must either answer with
  *          rt_ctx_reply() or park the reply with rt_ctx_park(); the runtime
  *          answers INTERNAL if it did neither. It may complete earlier parked
@@ -92,7 +96,8 @@ typedef struct rt_msg {
  *          handler fault: the caller gets INTERNAL "handler panicked" (or the
  *          returned code when it is DEADLINE_EXCEEDED, for runaway guests),
  *          the instance is destroyed and rebuilt from the last durable record
- *          before the next message, parked replies get ABORTED.
+ *          before the next message, parked replies get ABORTED. Replies (and
+ *          completions) are delivered only after handle() returns OK.
  * snapshot Serializes durable state. Ownership: *out is malloc'd and passed
  *          to the runtime.
  * tick     Housekeeping (expire sessions, wipe nonces). May complete parked
@@ -113,12 +118,14 @@ typedef struct rt_behaviour {
 void rt_ctx_reply(rt_ctx *ctx, rt_status st, const void *data, size_t len, uint64_t blame);
 /* Parks the current client message's reply; it expires at deadline_ms
  * (monotonic ms, 0 = the request's own deadline) with DEADLINE_EXCEEDED.
- * Returns its id (never 0). */
+ * Returns its id, or 0 when there is nothing to park (tick, already
+ * answered) or no memory. An actor with a live parked reply is never
+ * evicted; a fault, restart, rollback or stop fails it with ABORTED. */
 rt_park_id rt_ctx_park(rt_ctx *ctx, uint64_t deadline_ms);
 /* Completes a parked reply. Returns RT_NOT_FOUND if it already expired or was
  * completed (not an error for the behaviour: the waiter is gone). */
-rt_status rt_ctx_complete(rt_ctx *ctx, rt_park_id id, rt_status st, const void *data,
-                          size_t len, uint64_t blame);
+rt_status rt_ctx_complete(rt_ctx *ctx, rt_park_id id, rt_status st, const void *data, size_t len,
+                          uint64_t blame);
 /* Durable state changed during this invocation. */
 void rt_ctx_mark_dirty(rt_ctx *ctx);
 /* The key of the actor being run. */
@@ -147,8 +154,7 @@ _Noreturn void rt_panic(const char *why);
  *       A stale version must fail with RT_FAILED_PRECONDITION.
  */
 typedef struct rt_persist {
-    rt_status (*load)(void *ud, const rt_key *key, uint8_t **rec, size_t *len,
-                      uint64_t *version);
+    rt_status (*load)(void *ud, const rt_key *key, uint8_t **rec, size_t *len, uint64_t *version);
     void (*save)(void *ud, const rt_key *key, const uint8_t *rec, size_t len, uint64_t version,
                  void (*done)(void *arg, rt_status st), void *arg);
     void *ud;
@@ -158,16 +164,18 @@ typedef struct rt_persist {
 
 typedef struct rt_config {
     unsigned workers;            /* 0 = number of cores */
-    unsigned mailbox_cap;        /* 0 = 256 */
+    unsigned mailbox_cap;        /* 0 = 256; counts accepted messages (and ticks) not yet
+                                    handled, including the ones a worker is running */
     uint64_t idle_threshold_ms;  /* 0 = 30 min */
     uint64_t evict_quantum_ms;   /* 0 = 60 s */
     uint64_t tick_interval_ms;   /* 0 = 60 s; UINT64_MAX = no ticks */
     unsigned max_resident;       /* 0 = unlimited */
     unsigned restart_max;        /* 0 = 5 restarts ... */
     uint64_t restart_window_ms;  /* ... within 0 = 10 s, else quarantine */
-    uint64_t quarantine_base_ms; /* 0 = 1 s, doubled each time, capped at 5 min */
+    uint64_t quarantine_base_ms; /* 0 = 1 s, doubled each time, capped at 5 min; also the
+                                    time a DATA_LOSS key is refused before re-reading */
     const rt_behaviour *behaviour;
-    const rt_persist *persist;   /* may be NULL */
+    const rt_persist *persist; /* may be NULL */
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;
@@ -188,14 +196,19 @@ void rt_stop(rt_runtime *rt);
  * deadline_ms (monotonic ms), RESOURCE_EXHAUSTED when the mailbox is full,
  * UNAVAILABLE when the actor is quarantined or the runtime stopping, or the
  * activation's error (e.g. DATA_LOSS). Never blocks. data is copied.
+ * deadline_ms == 0 means no deadline (internal callers only: a request from
+ * the network must carry one, or a stuck actor could hold it forever).
+ * Callable from any thread, including from a reply callback.
  */
-void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len,
-             uint64_t deadline_ms, rt_reply_cb cb, void *arg);
+void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len, uint64_t deadline_ms,
+             rt_reply_cb cb, void *arg);
 
-/* Synchronous form: blocks the calling (non-worker) thread until the reply.
+/* Synchronous form: blocks the calling thread until the reply. On a worker
+ * thread (inside a behaviour or a reply callback) it would wait on the pool
+ * that must answer it, so it answers FAILED_PRECONDITION instead.
  * Ownership: *reply's data is the caller's (rt_reply_free). */
-void rt_call(rt_runtime *rt, const rt_key *key, const void *data, size_t len,
-             uint64_t deadline_ms, rt_reply *reply);
+void rt_call(rt_runtime *rt, const rt_key *key, const void *data, size_t len, uint64_t deadline_ms,
+             rt_reply *reply);
 
 /* Non-blocking send with no reply slot, e.g. ticks; full mailbox ->
  * RESOURCE_EXHAUSTED and counted as a drop. Does not activate an evicted
@@ -206,27 +219,29 @@ rt_status rt_try_send_tick(rt_runtime *rt, const rt_key *key);
 uint64_t rt_now_ms(void);
 
 /* Fault injection (tests and chaos builds): the next time key's actor runs,
- * its actor loop faults before handling the message (an actor-level fault). */
+ * its actor loop faults before handling the message (an actor-level fault).
+ * A no-op when built with -Dfault_injection=false. */
 void rt_inject_actor_fault(rt_runtime *rt, const rt_key *key);
 
-/* Runs one eviction sweep now (tests; the sweeper thread does it every quantum). */
+/* Runs one eviction sweep now (tests; the sweeper thread does it every
+ * quantum). Returns the number of instances evicted. */
 unsigned rt_evict_sweep(rt_runtime *rt);
 
 typedef struct rt_stats {
-    uint64_t resident;        /* live activations now */
-    uint64_t activations;     /* instances created successfully */
+    uint64_t resident;    /* live activations now */
+    uint64_t activations; /* instances created successfully */
     uint64_t activation_failures;
     uint64_t evictions;
-    uint64_t restarts;        /* supervisor restarts after actor-level faults */
+    uint64_t restarts; /* supervisor restarts after actor-level faults */
     uint64_t quarantines;
-    uint64_t handler_faults;  /* all kinds */
-    uint64_t handler_timeouts;/* runaway handlers (DEADLINE_EXCEEDED from handle) */
-    uint64_t mailbox_full;    /* client sends refused with RESOURCE_EXHAUSTED */
-    uint64_t tick_drops;      /* ticks dropped on a full mailbox */
-    uint64_t messages;        /* client messages handled */
-    uint64_t commits;         /* durable saves completed */
+    uint64_t handler_faults;   /* all kinds */
+    uint64_t handler_timeouts; /* runaway handlers (DEADLINE_EXCEEDED from handle) */
+    uint64_t mailbox_full;     /* client sends refused with RESOURCE_EXHAUSTED */
+    uint64_t tick_drops;       /* ticks dropped on a full mailbox */
+    uint64_t messages;         /* client messages handled */
+    uint64_t commits;          /* durable saves completed */
     uint64_t commit_failures;
-    uint64_t parked;          /* parked replies now */
+    uint64_t parked; /* parked replies now */
 } rt_stats;
 
 void rt_get_stats(rt_runtime *rt, rt_stats *out);

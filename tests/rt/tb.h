@@ -217,8 +217,9 @@ typedef struct tb_store {
     uint64_t rec[TB_MAX_KEYS];
     uint64_t version[TB_MAX_KEYS];
     uint8_t corrupt[TB_MAX_KEYS];
-    int defer; /* saves wait for tb_store_release() */
-    int fail;  /* saves fail with UNAVAILABLE */
+    uint8_t short_rec[TB_MAX_KEYS]; /* load hands out a record create() rejects */
+    int defer;                      /* saves wait for tb_store_release() */
+    int fail;                       /* saves fail with UNAVAILABLE */
     tb_save *pending;
     uint64_t loads, saves, stale;
 } tb_store;
@@ -249,7 +250,7 @@ static inline rt_status tb_load(void *ud, const rt_key *key, uint8_t **rec, size
     } else {
         *rec = malloc(8);
         memcpy(*rec, &s->rec[idx], 8);
-        *len = 8;
+        *len = s->short_rec[idx] ? 7 : 8;
         *version = s->version[idx];
     }
     pthread_mutex_unlock(&s->mu);
