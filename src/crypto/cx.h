@@ -65,7 +65,7 @@ int cx_point_mul(uint8_t out[64], const uint8_t p[64], const uint8_t k[32]); /* 
 int cx_point_mul_base(uint8_t out[64], const uint8_t k[32]);                 /* k*G, k may be 0 */
 int cx_point_eq(const uint8_t a[64], const uint8_t b[64]);
 /* Whether 64 working-form bytes are a point this process could have made
- * (infinity or a valid curve point); costs about one parse. The other point
+ * (infinity or a valid curve point); cheap (no square root). The other point
  * functions trust their inputs: malformed bytes never crash or abort, but may
  * give a meaningless point (add, sum, eq) where they are not refused. The
  * sandbox checks points read from an untrusted guest with it. */
