@@ -28,7 +28,7 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	@mkdir -p data
-	./$(BUILD)/cosignerd --listen 127.0.0.1:7074 --data-dir ./data $(ARGS)
+	./$(BUILD)/src/cosignerd --listen 127.0.0.1:7074 --data-dir ./data $(ARGS)
 
 test: deps
 	bash scripts/test.sh

@@ -56,12 +56,12 @@ start sign
 stop
 
 # 2. Memory of idle, evicted wallets.
-start idle --idle-threshold-ms 1000 --evict-quantum-ms 500
+start idle --idle-threshold-ms 5000 --evict-quantum-ms 1000
 sleep 0.5
 fresh=$(rss_kib "$PID")
 "$BENCH" --url "$URL" --users "$WALLETS" --concurrency "$CONC" --sessions 0 --json >"$T/idle.json" ||
     echo "service_bench: registering wallets reported errors" >&2
-for _ in $(seq 1 100); do
+for _ in $(seq 1 150); do
     [ "$(metric cosignerd_actors_resident)" = 0 ] && break
     sleep 0.2
 done
