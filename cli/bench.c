@@ -172,7 +172,9 @@ static void start_user(unsigned i)
     u->on_phase = on_phase;
     u->done = on_dkg;
     c->sessions_left = (int)B.sessions;
-    c->inject = B.fault_rate > 0 && (double)(i % 1000) < B.fault_rate * 1000.0;
+    /* spread the faulty users evenly over the run */
+    c->inject =
+        B.fault_rate > 0 && (double)((i * 2654435761u >> 8) % 1000u) < B.fault_rate * 1000.0;
     c->t0 = dev_now_ms();
     dev_wallet_init(&u->w, B.devices + 1, B.devices + 1, 0, B.svc);
     for (uint32_t k = 1; k <= B.devices; k++) {

@@ -512,16 +512,37 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 }
 
+/* Server-side failures are events worth a log line; client errors (4xx)
+ * are not (a flood would flood the log) and are counted in the metrics. */
+static void log_failure(const req *q, unsigned http, uint64_t us, int toe)
+{
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const char *code = "";
+    if (q->state == RQ_DONE && q->reply.status != RT_OK) code = rt_status_name(q->reply.status);
+    fprintf(stderr,
+            "ts=%s level=warn event=request_failed route=%s http=%u code=%s duration_ms=%.1f "
+            "termination=%d\n",
+            ts, net_route_names[q->route], http, *code ? code : "-", (double)us / 1000.0, toe);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)c;
-    (void)toe;
     net_server *s = cls;
     req *q = *con_cls;
     if (!q) return;
     *con_cls = NULL;
-    net_metrics_observe(&s->m, q->route, q->responded ? q->http : 0, mono_us() - q->t0_us);
+    uint64_t us = mono_us() - q->t0_us;
+    unsigned http = q->responded ? q->http : 0;
+    net_metrics_observe(&s->m, q->route, http, us);
+    if (http >= 500 || (q->state != RQ_READ && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK))
+        log_failure(q, http, us, (int)toe);
     if (q->state != RQ_READ) {
         atomic_fetch_sub(&s->in_flight, 1);
         rt_reply_free(&q->reply);
