@@ -221,7 +221,7 @@ static rt_actor *actor_new(const rt_key *key)
     if (!a) return NULL;
     cds_lfht_node_init(&a->node);
     a->key = *key;
-    pthread_mutex_init(&a->mu, NULL);
+    rt_mutex_init_hot(&a->mu);
     atomic_init(&a->last_active, rt_now_ms());
     atomic_store_explicit(&a->published, 1, memory_order_release);
     return a;
@@ -1367,7 +1367,7 @@ rt_status rt_start(const rt_config *cfg, rt_runtime **out)
         free(rt);
         return RT_RESOURCE_EXHAUSTED;
     }
-    pthread_mutex_init(&rt->rq_mu, NULL);
+    rt_mutex_init_hot(&rt->rq_mu);
     pthread_cond_init(&rt->rq_cv, NULL);
     pthread_mutex_init(&rt->hk_mu, NULL);
     pthread_cond_init(&rt->hk_cv, NULL);

@@ -61,15 +61,28 @@ void rt_slot_init(rt_slot *s, uint64_t deadline, rt_reply_cb cb, void *arg)
     s->arg = arg;
 }
 
-static _Thread_local unsigned tl_shard_plus1;
-static _Atomic unsigned shard_rr;
+static pthread_mutexattr_t hot_attr;
+static pthread_once_t hot_once = PTHREAD_ONCE_INIT;
 
-static unsigned my_shard(void)
+static void hot_attr_init(void)
 {
-    if (!tl_shard_plus1)
-        tl_shard_plus1 =
-            1 + atomic_fetch_add_explicit(&shard_rr, 1, memory_order_relaxed) % RT_TIMER_SHARDS;
-    return tl_shard_plus1 - 1;
+    pthread_mutexattr_init(&hot_attr);
+    pthread_mutexattr_settype(&hot_attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+}
+
+void rt_mutex_init_hot(pthread_mutex_t *mu)
+{
+    pthread_once(&hot_once, hot_attr_init);
+    pthread_mutex_init(mu, &hot_attr);
+}
+
+/* Sharded by slot address, not by thread: the sender arms and a worker
+ * disarms the same slot, so a per-thread shard would put every worker on
+ * the sender's lock. */
+static unsigned slot_shard(const rt_slot *s)
+{
+    uintptr_t p = (uintptr_t)s >> 6;
+    return (unsigned)((p ^ (p >> 7) ^ (p >> 13)) % RT_TIMER_SHARDS);
 }
 
 static void timer_wake(rt_timer *t)
@@ -107,7 +120,7 @@ static void unlink_locked(rt_tshard *sh, rt_slot *s)
 void rt_slot_arm(rt_timer *t, rt_slot *s)
 {
     if (!s->deadline) return;
-    unsigned i = my_shard();
+    unsigned i = slot_shard(s);
     rt_tshard *sh = &t->shard[i];
     s->shard = (uint8_t)i;
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
@@ -271,7 +284,7 @@ int rt_timer_start(rt_timer *t)
     memset(t, 0, sizeof *t);
     uint64_t now = rt_now_ms();
     for (unsigned i = 0; i < RT_TIMER_SHARDS; i++) {
-        pthread_mutex_init(&t->shard[i].mu, NULL);
+        rt_mutex_init_hot(&t->shard[i].mu);
         t->shard[i].scanned = now;
     }
     pthread_mutex_init(&t->mu, NULL);

@@ -53,6 +53,10 @@ typedef struct rt_timer {
     uint64_t fired;
 } rt_timer;
 
+/* Hot, tiny critical sections contended across cores: spin a little before
+ * sleeping in the kernel (glibc's adaptive mutex). */
+void rt_mutex_init_hot(pthread_mutex_t *mu);
+
 int rt_timer_start(rt_timer *t);
 /* Fires whatever is still linked with CANCELLED and joins the thread. */
 void rt_timer_stop(rt_timer *t);
