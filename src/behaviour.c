@@ -18,13 +18,18 @@ extern const sbx_module sbx_module_cosigner;
 static rt_behaviour beh;
 static sbx_config scfg;
 static uint8_t hostkey[32];
+static uint8_t guest_conf[CG_CONFIG_LEN];
 
 rt_status behaviour_open(const behaviour_opts *o, const rt_behaviour **out)
 {
     memcpy(hostkey, o->hostseckey, 32);
+    cg_config cc = {(uint32_t)o->rendezvous_ms, o->fault_injection ? CG_CONFIG_FAULT_INJECTION : 0};
+    cg_config_encode(&cc, guest_conf);
     scfg.module = &sbx_module_cosigner;
     scfg.budget_ms = (uint32_t)o->cpu_budget_ms;
     scfg.hostkey = hostkey;
+    scfg.guest_config = guest_conf;
+    scfg.guest_config_len = sizeof guest_conf;
     sbx_behaviour_init(&beh, &scfg);
     *out = &beh;
     return RT_OK;
