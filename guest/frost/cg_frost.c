@@ -451,7 +451,8 @@ rt_status cg_frost_tweak_ctx_build(cg_frost_tweak_ctx *tc, const uint8_t thresh_
 
 rt_status cg_frost_tweak_xonly(uint8_t out[32], const cg_frost_tweak_ctx *tc)
 {
-    if (!tc || tc->magic != TWEAK_MAGIC || !cx_point_xonly(out, NULL, tc->Q))
+    int even; /* a real pointer: the wasm import refuses NULL as a bad pointer */
+    if (!tc || tc->magic != TWEAK_MAGIC || !cx_point_xonly(out, &even, tc->Q))
         return RT_INVALID_ARGUMENT;
     return RT_OK;
 }

@@ -56,7 +56,9 @@ int cx_point_parse(uint8_t out[64], const uint8_t in[33], int allow_inf);
 int cx_point_ser(uint8_t out[33], const uint8_t p[64]);
 /* lift_x from BIP340: the point with even y and x-coordinate x. */
 int cx_point_lift_x(uint8_t out[64], const uint8_t x[32]);
-/* x-only serialization and whether y is even (fails for infinity). */
+/* x-only serialization and whether y is even (fails for infinity). y_even
+ * may be NULL natively; guest code always passes one (the import refuses a
+ * NULL pointer). */
 int cx_point_xonly(uint8_t x[32], int *y_even, const uint8_t p[64]);
 int cx_point_is_inf(const uint8_t p[64]);
 int cx_point_add(uint8_t out[64], const uint8_t a[64], const uint8_t b[64]);
