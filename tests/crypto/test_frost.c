@@ -893,6 +893,59 @@ static void test_api_misuse(void **state)
     cg_frost_secnonce_wipe(&sn);
 }
 
+/* Random bytes wherever the wire can put them: every call returns one of its
+ * documented statuses and never crashes (ASan/UBSan watch the rest). */
+static void test_garbage_inputs(void **state)
+{
+    (void)state;
+    dealer d;
+    uint32_t ids[2] = {0, 1};
+    cg_frost_signers signers;
+    cg_frost_tweak_ctx tw;
+    cg_frost_session sess;
+    cg_frost_error err;
+    deal(&d, 2, 2);
+    assert_int_equal(cg_frost_signers_init(&signers, d.n, d.t, ids,
+                                           (const uint8_t(*)[33])d.pubshares, 2, d.thresh_pk, &err),
+                     RT_OK);
+    for (int i = 0; i < 2000; i++) {
+        uint8_t pn[2][66], agg[66], psig[32], tweak[32], ps[2][33], tpk[33], sig[64], msg[8];
+        uint32_t rids[2];
+        rt_status st;
+        cx_random((uint8_t *)pn, sizeof pn);
+        cx_random(agg, sizeof agg);
+        cx_random(psig, sizeof psig);
+        cx_random(tweak, sizeof tweak);
+        cx_random((uint8_t *)ps, sizeof ps);
+        cx_random(tpk, sizeof tpk);
+        cx_random((uint8_t *)rids, sizeof rids);
+        cx_random(msg, sizeof msg);
+        /* make some of them well-formed-looking */
+        if (i & 1) pn[0][0] = 2, pn[0][33] = 3, agg[0] = 2, agg[33] = 3, ps[0][0] = 2, tpk[0] = 3;
+        if (i & 2) memset(agg, 0, 33);
+        if (i & 4) rids[0] %= 3, rids[1] %= 3;
+        st = cg_frost_nonce_agg(agg, (const uint8_t(*)[66])pn, 2, &err);
+        assert_true(st == RT_OK || (st == RT_ABORTED && err.contrib == CG_FROST_CONTRIB_PUBNONCE));
+        st = cg_frost_signers_init(&sess.signers, 3, 2, rids, (const uint8_t(*)[33])ps, 2, tpk,
+                                   &err);
+        assert_int_equal(st, RT_INVALID_ARGUMENT);
+        st = cg_frost_tweak_init(&tw, (i & 8) ? tpk : d.thresh_pk, &err);
+        assert_true(st == RT_OK || st == RT_INVALID_ARGUMENT);
+        if (st != RT_OK) continue;
+        st = cg_frost_tweak_apply(&tw, tweak, 32, i & 16, &err);
+        assert_true(st == RT_OK || st == RT_INVALID_ARGUMENT);
+        st = cg_frost_session_init(&sess, &signers, &tw, agg, msg, sizeof msg, &err);
+        assert_true(st == RT_OK || (st == RT_ABORTED && err.contrib == CG_FROST_CONTRIB_AGGNONCE));
+        if (st != RT_OK) continue;
+        st = cg_frost_partial_sig_verify(&sess, psig, pn[0], 0, &err);
+        assert_int_equal(st, RT_ABORTED); /* a random psig never verifies */
+        st = cg_frost_partial_sig_agg(sig, &sess, (const uint8_t(*)[32])pn, 2, &err);
+        assert_true(st == RT_OK || (st == RT_ABORTED && err.contrib == CG_FROST_CONTRIB_PSIG));
+        if (st == RT_OK)
+            assert_int_equal(cg_frost_verify(&sess, sig, msg, sizeof msg), RT_INVALID_ARGUMENT);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -906,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_e2e_2of3),
         cmocka_unit_test(test_e2e_sole_and_wide),
         cmocka_unit_test(test_api_misuse),
+        cmocka_unit_test(test_garbage_inputs),
     };
     int rc;
     assert_true(cx_init());
