@@ -164,11 +164,21 @@ static void route_of(unsigned r, const char **method, char *path, size_t cap)
     char oh[65];
     *method = "POST";
     switch (r) {
-    case R_DKG1: snprintf(path, cap, "/v1/dkg/round1"); break;
-    case R_DKG2: snprintf(path, cap, "/v1/dkg/round2"); break;
-    case R_SIGN1: snprintf(path, cap, "/v1/wallets/%s/sign/round1", S.wallet_hex); break;
-    case R_SIGN2: snprintf(path, cap, "/v1/wallets/%s/sign/round2", S.wallet_hex); break;
-    case R_FAULT: snprintf(path, cap, "/v1/wallets/%s/fault", S.wallet_hex); break;
+    case R_DKG1:
+        snprintf(path, cap, "/v1/dkg/round1");
+        break;
+    case R_DKG2:
+        snprintf(path, cap, "/v1/dkg/round2");
+        break;
+    case R_SIGN1:
+        snprintf(path, cap, "/v1/wallets/%s/sign/round1", S.wallet_hex);
+        break;
+    case R_SIGN2:
+        snprintf(path, cap, "/v1/wallets/%s/sign/round2", S.wallet_hex);
+        break;
+    case R_FAULT:
+        snprintf(path, cap, "/v1/wallets/%s/fault", S.wallet_hex);
+        break;
     case R_WALLET:
         *method = "GET";
         snprintf(path, cap, "/v1/wallets/%s", S.wallet_hex);

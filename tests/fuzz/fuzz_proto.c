@@ -24,16 +24,16 @@
 #define T 2
 
 enum {
-    OP_PMSG1,        /* coordinator_step1 with one participant's pmsg1 replaced */
-    OP_CMSG1,        /* participant_step2 on a fuzzed cmsg1 */
-    OP_PMSG2,        /* coordinator_finalize with one pmsg2 replaced */
-    OP_CMSG2,        /* participant_finalize on a fuzzed cmsg2 */
-    OP_RECOVERY,     /* recover (coordinator or participant) from fuzzed recovery data */
-    OP_INVESTIGATE,  /* coordinator_investigate with one pmsg1 replaced */
-    OP_PUBNONCE,     /* pubnonce_check and nonce_agg on fuzzed pubnonces */
-    OP_AGGNONCE,     /* session_init on a fuzzed aggnonce (+ tweak, msg) */
-    OP_PSIG,         /* partial_sig_verify / partial_sig_agg on a fuzzed psig */
-    OP_SIGNERS,      /* signers_init from fuzzed ids and pubshares */
+    OP_PMSG1,       /* coordinator_step1 with one participant's pmsg1 replaced */
+    OP_CMSG1,       /* participant_step2 on a fuzzed cmsg1 */
+    OP_PMSG2,       /* coordinator_finalize with one pmsg2 replaced */
+    OP_CMSG2,       /* participant_finalize on a fuzzed cmsg2 */
+    OP_RECOVERY,    /* recover (coordinator or participant) from fuzzed recovery data */
+    OP_INVESTIGATE, /* coordinator_investigate with one pmsg1 replaced */
+    OP_PUBNONCE,    /* pubnonce_check and nonce_agg on fuzzed pubnonces */
+    OP_AGGNONCE,    /* session_init on a fuzzed aggnonce (+ tweak, msg) */
+    OP_PSIG,        /* partial_sig_verify / partial_sig_agg on a fuzzed psig */
+    OP_SIGNERS,     /* signers_init from fuzzed ids and pubshares */
     OP_COUNT_
 };
 
@@ -85,14 +85,14 @@ static void setup(void)
         uint8_t rnd[32];
         size_t len;
         memset(rnd, 0x51 + i, 32);
-        FUZZ_CHECK(cg_dkg_participant_step1(&S.st1[i], S.pmsg1[i], sizeof S.pmsg1[i], &len,
-                                            S.sk[i], 32, &S.params, rnd, 32, &e) == RT_OK);
+        FUZZ_CHECK(cg_dkg_participant_step1(&S.st1[i], S.pmsg1[i], sizeof S.pmsg1[i], &len, S.sk[i],
+                                            32, &S.params, rnd, 32, &e) == RT_OK);
         p1[i] = S.pmsg1[i];
         l1[i] = len;
     }
     size_t len;
-    FUZZ_CHECK(cg_dkg_coordinator_step1(&S.cst, S.cmsg1, sizeof S.cmsg1, &len, p1, l1, N,
-                                        &S.params, &e) == RT_OK);
+    FUZZ_CHECK(cg_dkg_coordinator_step1(&S.cst, S.cmsg1, sizeof S.cmsg1, &len, p1, l1, N, &S.params,
+                                        &e) == RT_OK);
     const uint8_t *p2[N];
     size_t l2[N];
     for (int i = 0; i < N; i++) {
@@ -129,15 +129,15 @@ static void setup(void)
         uint8_t rnd[32];
         memset(rnd, 0x71 + k, 32);
         FUZZ_CHECK(cg_frost_nonce_gen_internal(&sn[k], S.pubnonce[k], rnd, S.out[ids[k]].secshare,
-                                               S.out[ids[k]].pubshares[ids[k]], NULL, msg, 32,
-                                               NULL, 0, &fe) == RT_OK);
+                                               S.out[ids[k]].pubshares[ids[k]], NULL, msg, 32, NULL,
+                                               0, &fe) == RT_OK);
     }
     FUZZ_CHECK(cg_frost_nonce_agg(S.aggnonce, (const uint8_t(*)[66])S.pubnonce, T, &fe) == RT_OK);
     FUZZ_CHECK(cg_frost_session_init(&S.sess, &S.signers, &S.tc, S.aggnonce, msg, 32, &fe) ==
                RT_OK);
     for (int k = 0; k < T; k++)
-        FUZZ_CHECK(cg_frost_sign(S.psig[k], &sn[k], S.out[ids[k]].secshare, ids[k], &S.sess,
-                                 &fe) == RT_OK);
+        FUZZ_CHECK(cg_frost_sign(S.psig[k], &sn[k], S.out[ids[k]].secshare, ids[k], &S.sess, &fe) ==
+                   RT_OK);
     S.ready = 1;
 }
 
@@ -173,11 +173,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p[slot] = m;
         l[slot] = ml;
         if (op == OP_PMSG1)
-            st = cg_dkg_coordinator_step1(&w_cst, w_big, sizeof w_big, &len, p, l, N, &S.params,
-                                          &e);
+            st =
+                cg_dkg_coordinator_step1(&w_cst, w_big, sizeof w_big, &len, p, l, N, &S.params, &e);
         else
-            st = cg_dkg_coordinator_investigate(w_cinv, sizeof w_cinv, &len, p, l, N, &S.params,
-                                                &e);
+            st =
+                cg_dkg_coordinator_investigate(w_cinv, sizeof w_cinv, &len, p, l, N, &S.params, &e);
         check_dkg_err(st, &e);
         break;
     case OP_CMSG1: {
@@ -211,9 +211,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p[slot] = m;
         l[slot] = ml;
         w_cst = S.cst;
-        st = cg_dkg_coordinator_finalize(w_big, sizeof w_big, &len, &w_out, w_big + CG_DKG_CMSG2_MAX,
-                                         sizeof w_big - CG_DKG_CMSG2_MAX, &len, &w_cst, p, l, N,
-                                         &e);
+        st =
+            cg_dkg_coordinator_finalize(w_big, sizeof w_big, &len, &w_out, w_big + CG_DKG_CMSG2_MAX,
+                                        sizeof w_big - CG_DKG_CMSG2_MAX, &len, &w_cst, p, l, N, &e);
         check_dkg_err(st, &e);
         break;
     case OP_CMSG2:
@@ -228,8 +228,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             st = cg_dkg_recover(&w_out, &w_params, NULL, 0, m, ml, &w_scratch, &e);
         else
             st = cg_dkg_recover(&w_out, &w_params, S.sk[slot], 32, m, ml, &w_scratch, &e);
-        if (st == RT_OK) FUZZ_CHECK(w_params.n >= 1 && w_params.t <= w_params.n &&
-                                    w_params.n <= CG_DKG_MAX_N);
+        if (st == RT_OK)
+            FUZZ_CHECK(w_params.n >= 1 && w_params.t <= w_params.n && w_params.n <= CG_DKG_MAX_N);
         else
             FUZZ_CHECK(e.kind > CG_DKG_ERR_NONE && e.kind < CG_DKG_ERR_KIND_COUNT_);
         break;

@@ -161,8 +161,8 @@ static int iter_cb(void *arg, const rt_key *key, uint64_t version)
     uint64_t ver;
     if (store_get(st, key, &rec, &len, &ver) == RT_OK) {
         /* Anything that opens is one of the records really written. */
-        FUZZ_CHECK(!memcmp(key->b, S.a.b, 32) && ver == version && ver == 2 &&
-                   len == sizeof PT && !memcmp(rec, PT, len));
+        FUZZ_CHECK(!memcmp(key->b, S.a.b, 32) && ver == version && ver == 2 && len == sizeof PT &&
+                   !memcmp(rec, PT, len));
         free(rec);
     }
     return 0;
@@ -180,13 +180,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(kbuf, 0xa1, sizeof kbuf);
     int ok = 0;
     switch (t) {
-    case T_REC: ok = raw_put("rec", S.a.b, 32, val, vlen); break;
-    case T_VER: ok = raw_put("ver", S.a.b, 32, val, vlen); break;
-    case T_ROOT: ok = raw_put("sys", "root", 4, val, vlen); break;
-    case T_KEYCHECK: ok = raw_put("sys", "keycheck", 8, val, vlen); break;
-    case T_META: ok = raw_put("meta", S.meta_key, 32, val, vlen); break;
-    case T_REC_UNINDEXED: ok = raw_put("rec", S.b.b, 32, val, vlen); break;
-    case T_VER_KEY: ok = raw_put("ver", kbuf, 1 + data[1] % 63, val, vlen); break;
+    case T_REC:
+        ok = raw_put("rec", S.a.b, 32, val, vlen);
+        break;
+    case T_VER:
+        ok = raw_put("ver", S.a.b, 32, val, vlen);
+        break;
+    case T_ROOT:
+        ok = raw_put("sys", "root", 4, val, vlen);
+        break;
+    case T_KEYCHECK:
+        ok = raw_put("sys", "keycheck", 8, val, vlen);
+        break;
+    case T_META:
+        ok = raw_put("meta", S.meta_key, 32, val, vlen);
+        break;
+    case T_REC_UNINDEXED:
+        ok = raw_put("rec", S.b.b, 32, val, vlen);
+        break;
+    case T_VER_KEY:
+        ok = raw_put("ver", kbuf, 1 + data[1] % 63, val, vlen);
+        break;
     }
     if (!ok) return 0;
     store_options o = {.map_size = MAP_SIZE};
