@@ -326,16 +326,6 @@ void cg_sign_round1(cg_actor *a, const cg_cmd *c, uint32_t sender)
     if ((s->have1 & s->devices) == s->devices) round1_complete(a, s);
 }
 
-/* BIP340 check of the aggregate under the session's tweaked key. Done here
- * rather than with cg_frost_verify, whose x-only step hands the cx import a
- * NULL parity pointer that the sandbox refuses as a bad pointer. */
-static int final_verify(const cg_sign_sess *s)
-{
-    uint8_t q[33];
-    return cg_frost_tweak_plain(q, &s->tweak) == RT_OK &&
-           cx_bip340_verify(s->sig, s->msg, s->msg_len, q + 1);
-}
-
 static void round2_complete(cg_actor *a, cg_sign_sess *s)
 {
     cg_frost_error err = {0};
@@ -352,7 +342,7 @@ static void round2_complete(cg_actor *a, cg_sign_sess *s)
     }
     if (cg_frost_partial_sig_agg(s->sig, &s->fs, (const uint8_t(*)[32])s->psig, s->count, &err) !=
             RT_OK ||
-        !final_verify(s)) {
+        cg_frost_verify(&s->fs, s->sig, s->msg, s->msg_len) != RT_OK) {
         /* Every partial signature verified, so this is our own fault. */
         fail(a, s, RT_INTERNAL, 0, "aggregate signature does not verify");
         return;

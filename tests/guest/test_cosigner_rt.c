@@ -40,6 +40,7 @@ extern const sbx_module sbx_module_cosigner;
 #endif
 
 #define SESSIONS 20
+#define MAXN 32 /* participants in the largest wallet tested */
 #if defined(WITH_SBX)
 #define SBX 1
 #else
@@ -254,7 +255,7 @@ typedef struct device {
 static struct {
     uint32_t n, t, me;
     uint8_t hostseckey[32], hostpubkey[33];
-    device dev[4];
+    device dev[MAXN];
     uint32_t ndev;
     cg_dkg_params params;
     uint8_t thresh_pk[33];
@@ -319,8 +320,8 @@ static void run_dkg(world *W)
 {
     cg_dkg_error e;
     uint8_t r32[32];
-    cg_cmd c[4] = {0};
-    rt_reply r[4];
+    cg_cmd c[MAXN] = {0};
+    rt_reply r[MAXN];
 
     for (uint32_t i = 0; i < G.ndev; i++) {
         device *d = &G.dev[i];
@@ -374,14 +375,14 @@ static void run_dkg(world *W)
 typedef struct sess {
     uint8_t sid[32];
     uint32_t count;
-    uint8_t ids[4];
+    uint8_t ids[MAXN];
     uint8_t msg[64];
     uint32_t msg_len;
     uint8_t tweak[32];
-    cg_frost_secnonce secnonce[4];
-    uint8_t pubnonce[4][66];
+    cg_frost_secnonce secnonce[MAXN];
+    uint8_t pubnonce[MAXN][66];
     uint8_t aggnonce[66];
-    uint8_t psig[4][32];
+    uint8_t psig[MAXN][32];
     secp256k1_xonly_pubkey Q;
 } sess;
 
@@ -410,8 +411,8 @@ static void sess_new(sess *s)
 static void sign_round1(world *W, sess *s)
 {
     cg_frost_error e;
-    cg_cmd c[4] = {0};
-    rt_reply r[4];
+    cg_cmd c[MAXN] = {0};
+    rt_reply r[MAXN];
     uint32_t k = 0;
     for (uint32_t p = 0; p < s->count; p++) {
         device *d = dev_of(s->ids[p]);
@@ -450,10 +451,10 @@ static rt_status sign_round2(world *W, sess *s, int bad, uint8_t sig[64], uint64
     cg_frost_signers signers;
     cg_frost_tweak_ctx tc;
     cg_frost_session fs;
-    uint32_t ids[4];
-    uint8_t ps[4][33];
-    cg_cmd c[4] = {0};
-    rt_reply r[4];
+    uint32_t ids[MAXN];
+    uint8_t ps[MAXN][33];
+    cg_cmd c[MAXN] = {0};
+    rt_reply r[MAXN];
     uint32_t k = 0;
 
     for (uint32_t p = 0; p < s->count; p++) {
@@ -604,6 +605,35 @@ static void test_rt_2of2(void **state)
     rt_stop(W.rt);
 }
 
+/* The largest wallet the cosigner accepts: 32 participants, threshold 17
+ * (a signing subset of 17, 16 of them devices). Checks the bounds hold up
+ * end to end: message sizes, the sandbox's stack and CPU budget per call. */
+static void test_rt_32(void **state)
+{
+    (void)state;
+    world W;
+    free(store.rec);
+    store.rec = NULL;
+    store.len = 0;
+    store.version = 0;
+    setup_params(32, 17, 5);
+    start(&W, 0);
+    run_dkg(&W);
+    for (int i = 0; i < 3; i++) {
+        sess s;
+        uint8_t sig[64];
+        uint64_t blame;
+        sess_new(&s);
+        s.count = 17;
+        for (uint32_t k = 0; k < 17; k++)
+            s.ids[k] = (uint8_t)((5 + 3 * k) % 32); /* distinct (3 is odd); the service (5) first */
+        sign_round1(&W, &s);
+        assert_int_equal(sign_round2(&W, &s, -1, sig, &blame), RT_OK);
+        assert_true(secp256k1_schnorrsig_verify(secp, sig, s.msg, s.msg_len, &s.Q));
+    }
+    rt_stop(W.rt);
+}
+
 int main(void)
 {
     cx_init();
@@ -612,6 +642,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rt_2of3),
         cmocka_unit_test(test_rt_2of2),
+        cmocka_unit_test(test_rt_32),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     secp256k1_context_destroy(secp);
