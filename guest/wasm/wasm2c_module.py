@@ -26,6 +26,7 @@ import sys
 ABI = {
     '_initialize': ('void', []),
     'cg_init': ('u32', []),
+    'cg_configure': ('u32', ['u32', 'u32']),
     'cg_buf': ('u32', ['u32']),
     'cg_set_hostkey': ('u32', ['u32']),
     'cg_restore': ('u32', ['u32', 'u32']),

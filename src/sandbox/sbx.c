@@ -16,6 +16,7 @@ enum op {
     OP_INSTANTIATE,
     OP_INITIALIZE,
     OP_INIT,
+    OP_CONFIGURE,
     OP_BUF,
     OP_HOSTKEY,
     OP_RESTORE,
@@ -120,6 +121,9 @@ static sbx_fault guarded(sbx_instance *in, enum op op, uint32_t a, uint32_t b, u
     case OP_INIT:
         r = m->cg_init(g);
         break;
+    case OP_CONFIGURE:
+        r = m->cg_configure(g, a, b);
+        break;
     case OP_BUF:
         r = m->cg_buf(g, a);
         break;
@@ -212,6 +216,12 @@ rt_status sbx_open(const sbx_config *cfg, const uint8_t *rec, size_t rec_len, sb
     in->mem = m->memory(in->g);
     if (m->initialize && (f = guarded(in, OP_INITIALIZE, 0, 0, 0, &dummy))) goto fail;
     if (m->cg_init && (f = call_status(in, OP_INIT, 0, 0, 0))) goto fail;
+    if (m->cg_configure && cfg->guest_config_len) {
+        if ((f = fill_buf(in, cfg->guest_config, cfg->guest_config_len, &ptr))) goto fail;
+        f = ptr ? call_status(in, OP_CONFIGURE, ptr, (uint32_t)cfg->guest_config_len, 0)
+                : SBX_FAULT_ABI;
+        if (f) goto fail;
+    }
     if (cfg->hostkey && m->cg_set_hostkey) {
         if ((f = fill_buf(in, cfg->hostkey, 32, &ptr))) goto fail;
         f = ptr ? call_status(in, OP_HOSTKEY, ptr, 0, 0) : SBX_FAULT_ABI;

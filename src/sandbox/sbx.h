@@ -44,6 +44,7 @@ typedef struct sbx_module {
     void *(*memory)(void *g);    /* the module's wasm_rt_memory_t */
     void (*initialize)(void *g); /* reactor's _initialize (C constructors) */
     uint32_t (*cg_init)(void *g);
+    uint32_t (*cg_configure)(void *g, uint32_t ptr, uint32_t len); /* optional */
     uint32_t (*cg_buf)(void *g, uint32_t len);
     uint32_t (*cg_set_hostkey)(void *g, uint32_t ptr);
     uint32_t (*cg_restore)(void *g, uint32_t ptr, uint32_t len);
@@ -62,10 +63,12 @@ typedef struct sbx_module {
 /* Borrowed by every instance built from it: must outlive them. */
 typedef struct sbx_config {
     const sbx_module *module;
-    uint32_t mem_cap;       /* linear memory cap per instance, bytes; 0 = 4 MiB */
-    uint32_t budget_ms;     /* CPU time per export call; 0 = 100 ms */
-    uint32_t stack_bytes;   /* native stack guest frames may use (call depth); 0 = 1 MiB */
-    const uint8_t *hostkey; /* 32 bytes for cg_set_hostkey, NULL = not called */
+    uint32_t mem_cap;            /* linear memory cap per instance, bytes; 0 = 4 MiB */
+    uint32_t budget_ms;          /* CPU time per export call; 0 = 100 ms */
+    uint32_t stack_bytes;        /* native stack guest frames may use (call depth); 0 = 1 MiB */
+    const uint8_t *hostkey;      /* 32 bytes for cg_set_hostkey, NULL = not called */
+    const uint8_t *guest_config; /* bytes for the optional cg_configure export */
+    size_t guest_config_len;     /* 0 = cg_configure not called */
 } sbx_config;
 
 /* ------------------------------------------------------------- faults --- */
@@ -112,8 +115,10 @@ typedef struct sbx_sink {
 } sbx_sink;
 
 /*
- * Instantiates cfg->module and runs _initialize, cg_init, cg_set_hostkey
- * (when cfg->hostkey) and cg_restore(rec) (rec == NULL: len 0). Any fault is
+ * Instantiates cfg->module and runs _initialize, cg_init, cg_configure
+ * (when the module exports it and cfg->guest_config_len != 0),
+ * cg_set_hostkey (when cfg->hostkey) and cg_restore(rec) (rec == NULL: len 0),
+ * in that order. Any fault is
  * returned as its status (an actor-level fault for the runtime) and nothing
  * is left allocated. Ownership: *out is the caller's, freed with sbx_close().
  */

@@ -27,6 +27,13 @@ static SBX_TLS uint32_t tls_mem_cap_pages;
 
 void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, uint32_t stack_bytes, uint32_t mem_cap_pages)
 {
+    if (tls_jb) {
+        /* A guest call from inside a host import of another guest call (a
+         * sink calling back into a sandbox): one boundary per thread, by
+         * design. A host bug, so it must not become anyone's trap. */
+        fputs("sandbox: nested guest call\n", stderr);
+        abort();
+    }
     tls_jb = jb;
     tls_budget_ns = budget_ns;
     tls_deadline_ns = 0;

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "cg_cmd.h"
 #include "sbx.h"
 
 extern const sbx_module sbx_module_cosigner;
@@ -50,10 +51,31 @@ static void test_cosigner_module(void **state)
     free(snap);
 }
 
+/* cg_configure runs at activation: a valid record is taken, a malformed one
+ * makes activation fail (an actor-level fault), never a host crash. */
+static void test_cosigner_configure(void **state)
+{
+    (void)state;
+    cg_config cc = {.rendezvous_ms = 1234};
+    uint8_t conf[CG_CONFIG_LEN];
+    cg_config_encode(&cc, conf);
+    sbx_config c = cfg;
+    c.guest_config = conf;
+    c.guest_config_len = sizeof conf;
+    sbx_instance *in = NULL;
+    assert_int_equal(sbx_open(&c, NULL, 0, &in), RT_OK);
+    sbx_close(in);
+    c.guest_config_len = 3;
+    in = NULL;
+    assert_int_equal(sbx_open(&c, NULL, 0, &in), RT_INTERNAL);
+    assert_null(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cosigner_module),
+        cmocka_unit_test(test_cosigner_configure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
