@@ -41,6 +41,7 @@ for t in "${targets[@]}"; do
     work="$B/fuzz-corpus/$t"
     art="$B/fuzz-artifacts/$t"
     seeds="tests/fuzz/corpus/$t"
+    rm -rf "$art" # only this run's findings (earlier ones are in $seeds already)
     mkdir -p "$work" "$art"
     log="$B/fuzz-$t.log"
     echo "== fuzz_$t for ${secs}s (log $log)"
@@ -50,7 +51,8 @@ for t in "${targets[@]}"; do
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
-    ubsan=$(grep -c 'runtime error:' "$log")
+    # UBSan reports do not stop the run: list their distinct locations.
+    ubsan=$(grep -o '[^ ]*: runtime error: [^(]*' "$log" | sort -u | tr '\n' ';' || true)
     found=0
     for f in "$art"/crash-* "$art"/leak-* "$art"/timeout-* "$art"/oom-*; do
         [ -e "$f" ] || continue
@@ -63,8 +65,9 @@ for t in "${targets[@]}"; do
         status=1
         tail -40 "$log"
     fi
-    summary+=("$(printf '%-14s %10s execs  cov %-6s corpus %-6s ubsan-reports %-3s %s' "$t" \
-        "${execs:-?}" "${cov:-?}" "$(ls "$work" | wc -l)" "$ubsan" "$res")")
+    summary+=("$(printf '%-12s %10s execs  cov %-6s corpus %-6s %s' "$t" \
+        "${execs:-?}" "${cov:-?}" "$(ls "$work" | wc -l)" "$res")")
+    [ -n "$ubsan" ] && summary+=("             ubsan (not fatal): $ubsan")
 done
 echo
 echo "fuzz summary (${secs}s per target)"

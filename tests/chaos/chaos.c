@@ -41,7 +41,8 @@
  *     eviction runs (late-lifetime peak vs. early-lifetime peak).
  *
  * Usage: chaos --daemon PATH [--preload PATH] [--seconds S] [--kills K]
- *              [--clean N] [--faulty M] [--seed X] [--workdir DIR] [--verbose]
+ *              [--clean N] [--faulty M] [--seed X] [--idle-ms MS] [--min-faults N]
+ *              [--workdir DIR] [--verbose]
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -80,8 +81,8 @@ static struct {
     double seconds;
     int kills, clean, faulty, verbose;
     unsigned seed;
-    uint64_t rendezvous_ms, idle_ms;
-} O = {NULL, NULL, NULL, 150, 5, 8, 12, 0, 0, 3000, 150};
+    uint64_t rendezvous_ms, idle_ms, min_faults;
+} O = {NULL, NULL, NULL, 150, 5, 8, 12, 0, 0, 3000, 150, 0};
 
 /* ---- counters ------------------------------------------------------------ */
 
@@ -1350,6 +1351,8 @@ int main(int argc, char **argv)
             O.faulty = atoi(v);
         else if (!strcmp(a, "--seed"))
             O.seed = (unsigned)strtoul(v, NULL, 0);
+        else if (!strcmp(a, "--min-faults"))
+            O.min_faults = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--idle-ms"))
             O.idle_ms = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--workdir"))
@@ -1409,8 +1412,17 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < NW; i++)
         acked += W[i]->acked;
     uint64_t faults = 0;
-    for (int k = 0; k < F_COUNT_; k++)
+    for (int k = 0; k < F_COUNT_; k++) {
         if (k != F_PARKED) faults += C.faults[k];
+        /* A kind that was never injected would make a green run meaningless. */
+        if (!C.faults[k] && (k != F_STORE || O.preload))
+            violation("no fault of kind \"%s\" was injected", fault_names[k]);
+    }
+    if (faults < O.min_faults)
+        violation("only %" PRIu64 " faults injected, the run requires %" PRIu64, faults,
+                  O.min_faults);
+    if (C.faults[F_KILL] < (uint64_t)O.kills)
+        violation("only %" PRIu64 " crash/restart cycles", C.faults[F_KILL]);
     printf("\n=== chaos summary (%.0f s, seed %u) ===\n", (now_ms() - t_start) / 1000.0, O.seed);
     printf("faults injected by kind\n");
     for (int k = 0; k < F_COUNT_; k++)
@@ -1443,5 +1455,12 @@ int main(int argc, char **argv)
            C.storms, C.quarantined_seen, C.evicted_sessions, O.idle_ms);
     printf("invariant violations %" PRIu64 "\n", C.violations);
     if (!C.violations) rm_rf(D.data), rm_rf(tmpl);
+    for (size_t i = 0; i < NW; i++) {
+        cx_wipe(W[i], sizeof *W[i]);
+        free(W[i]);
+    }
+    free(W);
+    free(NONCES.v);
+    secp256k1_context_destroy(SECP);
     return C.violations ? 1 : 0;
 }

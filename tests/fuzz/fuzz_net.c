@@ -211,7 +211,16 @@ static char *roundtrip(const char *head, size_t hl, const uint8_t *body, size_t 
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(S.port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    /* Tens of thousands of connections a minute: retry while the kernel
+     * recycles ports rather than report the harness's own exhaustion. */
+    int rc, tries = 0;
+    while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 && errno == EADDRNOTAVAIL &&
+           tries++ < 500)
+        usleep(10000);
+    FUZZ_CHECK(rc == 0);
+    /* Reset on close: no TIME_WAIT left behind on either side. */
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     FUZZ_CHECK(send(fd, head, hl, MSG_NOSIGNAL) == (ssize_t)hl);
     if (bl) (void)!send(fd, body, bl, MSG_NOSIGNAL); /* the server may refuse early (413) */
     size_t cap = 8192, len = 0;
