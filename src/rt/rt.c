@@ -24,12 +24,14 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <urcu/urcu-memb.h>
@@ -150,6 +152,16 @@ typedef struct run_state {
     rt_mnode *batch;
     uint32_t done; /* taken and run, still to subtract from mb_count */
 } run_state;
+
+/* The per-message clock: CLOCK_MONOTONIC_COARSE is a plain load (the
+ * precise clock costs ~20 ns, twice per message), same time base, lagging
+ * by at most one scheduler tick. Used where a few ms do not matter. */
+static uint64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* ------------------------------------------------------------ threads -- */
 
@@ -779,7 +791,7 @@ static void commit_done(void *arg, rt_status st)
 static int invoke(rt_runtime *rt, rt_actor *a, rt_mnode *m, run_state *rs)
 {
     rt_ctx ctx = {.rt = rt, .a = a, .m = m->slot ? m : NULL};
-    uint64_t now = rt_now_ms();
+    uint64_t now = coarse_ms();
     rt_msg msg = {.kind = (int)m->kind, .data = m->data, .len = m->len, .now_ms = now};
     guard_args g = {.b = &rt->beh, .inst = a->inst, .ctx = &ctx, .msg = &msg, .now = now};
     g.op = m->slot ? OP_HANDLE : OP_TICK;
@@ -923,8 +935,12 @@ static void *worker_main(void *arg)
     for (;;) {
         /* Spin briefly before sleeping: a futex wake-up costs more than a
          * whole round trip on an idle machine. */
-        for (int i = 0; i < 1000 && !atomic_load_explicit(&rt->rq_len, memory_order_relaxed); i++)
+        for (int i = 0; i < 200 && !atomic_load_explicit(&rt->rq_len, memory_order_relaxed); i++)
             __builtin_ia32_pause();
+        /* Then yield rather than burn: on a machine with as many workers as
+         * cores, the thread we would starve is the one sending our work. */
+        for (int i = 0; i < 40 && !atomic_load_explicit(&rt->rq_len, memory_order_relaxed); i++)
+            sched_yield();
         pthread_mutex_lock(&rt->rq_mu);
         while (!rt->rq_head && !rt->rq_quit) {
             rt->rq_sleepers++;
@@ -979,8 +995,8 @@ void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
         refuse(cb, arg, RT_UNAVAILABLE, "runtime stopping", 0);
         return;
     }
-    uint64_t now = rt_now_ms();
-    if (deadline_ms && deadline_ms <= now) {
+    uint64_t now = coarse_ms();
+    if (deadline_ms && deadline_ms <= now + 10 && deadline_ms <= (now = rt_now_ms())) {
         refuse(cb, arg, RT_DEADLINE_EXCEEDED, "deadline exceeded", 0);
         return;
     }
@@ -1025,6 +1041,9 @@ void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
     rt_status refuse_st = RT_OK;
     uint32_t retry = 0;
     const char *why = NULL;
+    /* The supervisor's deadlines are on the precise clock: re-read it on
+     * this (rare) path so the retry-after never overstates the back-off. */
+    if (e && (e->q_until > now || e->dl_until > now)) now = rt_now_ms();
     if (e && e->q_until > now) {
         refuse_st = RT_UNAVAILABLE;
         retry = (uint32_t)(e->q_until - now);

@@ -206,8 +206,9 @@ static void test_actor_fault_restart(void **state)
     tb_rec slow = {0}, q[5];
     memset(q, 0, sizeof q);
     uint8_t sl[2] = {TB_SLEEP, 60};
+    uint64_t handled = atomic_load(&tbw.handled);
     send_op(rt, 3, sl, 2, 0, &slow);
-    tb_sleep_ms(10);
+    TB_WAIT(atomic_load(&tbw.handled) > handled); /* the sleeper is running */
     uint8_t op = TB_GET;
     for (int i = 0; i < 5; i++)
         send_op(rt, 3, &op, 1, rt_now_ms() + 5000, &q[i]);
@@ -426,7 +427,7 @@ static void test_max_resident_lru(void **state)
     rt_runtime *rt = start(&c);
     for (unsigned i = 0; i < 30; i++) {
         assert_int_equal(tb_call(rt, 200 + i, TB_GET, NULL), RT_OK);
-        tb_sleep_ms(2); /* distinct last_active per key */
+        tb_sleep_ms(6); /* distinct last_active per key (the clock ticks every <= 4 ms) */
     }
     TB_WAIT(stats(rt).resident <= 10);
     assert_int_equal(stats(rt).resident, 10);
