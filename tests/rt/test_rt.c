@@ -96,6 +96,41 @@ static void test_call_and_send(void **state)
     assert_string_equal(rt_status_name(99), "UNKNOWN");
 }
 
+typedef struct nested {
+    rt_runtime *rt;
+    _Atomic int status;
+    _Atomic int done;
+} nested;
+
+/* A reply callback runs on a runtime thread: a blocking call from there is
+ * refused instead of deadlocking the pool. */
+static void nested_cb(void *arg, rt_reply *r)
+{
+    nested *n = arg;
+    rt_reply_free(r);
+    rt_key k = tb_key(9);
+    uint8_t op = TB_GET;
+    rt_reply inner;
+    rt_call(n->rt, &k, &op, 1, rt_now_ms() + 10000, &inner);
+    atomic_store(&n->status, (int)inner.status);
+    rt_reply_free(&inner);
+    atomic_store(&n->done, 1);
+}
+
+static void test_call_from_worker_refused(void **state)
+{
+    (void)state;
+    rt_config c = base_cfg();
+    rt_runtime *rt = start(&c);
+    nested n = {.rt = rt};
+    rt_key k = tb_key(9);
+    uint8_t op = TB_GET;
+    rt_send(rt, &k, &op, 1, rt_now_ms() + 10000, nested_cb, &n);
+    TB_WAIT(atomic_load(&n.done));
+    assert_int_equal(atomic_load(&n.status), RT_FAILED_PRECONDITION);
+    rt_stop(rt);
+}
+
 static void test_no_persist(void **state)
 {
     (void)state;
@@ -702,6 +737,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_call_and_send),
         cmocka_unit_test(test_no_persist),
+        cmocka_unit_test(test_call_from_worker_refused),
         cmocka_unit_test(test_panic_isolated),
         cmocka_unit_test(test_actor_fault_restart),
         cmocka_unit_test(test_quarantine_and_recovery),
