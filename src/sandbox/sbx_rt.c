@@ -25,6 +25,26 @@ static SBX_TLS uint64_t tls_budget_ns;
 static SBX_TLS uint64_t tls_deadline_ns; /* 0 = clock not started yet */
 static SBX_TLS uint32_t tls_mem_cap_pages;
 
+/* Room left below the guest's deepest frame for host imports (crypto,
+ * libc) and for the trap path itself. */
+#define HOST_STACK_RESERVE (128u << 10)
+static SBX_TLS uintptr_t tls_stack_floor;
+
+/* Lowest usable stack address of this thread plus the host reserve; once
+ * per thread (pthread_getattr_np may read /proc for the main thread). */
+static uintptr_t stack_floor(void)
+{
+    pthread_attr_t a;
+    void *lo = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &lo, &size);
+        pthread_attr_destroy(&a);
+    }
+    if (!lo) return 1; /* unknown: trust the configured budget alone */
+    return (uintptr_t)lo + HOST_STACK_RESERVE;
+}
+
 void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, uint32_t stack_bytes, uint32_t mem_cap_pages)
 {
     if (tls_jb) {
@@ -35,11 +55,16 @@ void sbx_rt_enter(jmp_buf *jb, uint64_t budget_ns, uint32_t stack_bytes, uint32_
         abort();
     }
     tls_jb = jb;
+    uintptr_t sp = sbx_stack_pointer();
+    if (!tls_stack_floor) tls_stack_floor = stack_floor();
+    /* Never deeper than this thread's stack allows, host imports included. */
+    sbx_stack_limit = sp - stack_bytes;
+    if (sbx_stack_limit < tls_stack_floor || sbx_stack_limit > sp)
+        sbx_stack_limit = tls_stack_floor;
     tls_budget_ns = budget_ns;
     tls_deadline_ns = 0;
     tls_mem_cap_pages = mem_cap_pages;
     sbx_fuel = FUEL_QUANTUM;
-    sbx_stack_limit = sbx_stack_pointer() - stack_bytes;
     wasm_rt_call_stack_depth = 0;
 }
 

@@ -322,6 +322,42 @@ static void test_isolation(void **state)
     sbx_close(b);
 }
 
+/* A worker with a stack smaller than the configured guest stack budget:
+ * deep recursion still ends in EXHAUSTION, not in a host stack overflow. */
+static void *small_stack_main(void *arg)
+{
+    int *ok = arg;
+    sbx_instance *in = NULL;
+    sbx_config c = cfg;
+    c.stack_bytes = 4u << 20; /* far more than the thread has */
+    rt_status st0 = sbx_open(&c, NULL, 0, &in);
+    if (st0 != RT_OK) {
+        print_message("small stack: open %s\n", rt_status_name(st0));
+        return NULL;
+    }
+    rt_reply r;
+    rt_status st = sbx_call(in, "r", 1, 0, &r);
+    print_message("small stack: %s, %s\n", rt_status_name(st), sbx_fault_name(sbx_last_fault(in)));
+    *ok = st == RT_INTERNAL && sbx_last_fault(in) == SBX_FAULT_EXHAUSTION;
+    reply_free(&r);
+    sbx_close(in);
+    return NULL;
+}
+
+static void test_small_thread_stack(void **state)
+{
+    (void)state;
+    pthread_attr_t a;
+    pthread_t t;
+    int ok = 0;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 1u << 20);
+    assert_int_equal(pthread_create(&t, &a, small_stack_main, &ok), 0);
+    pthread_attr_destroy(&a);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(ok);
+}
+
 /* ------------------------------------------------------ concurrency ---- */
 
 /* The full acceptance count in every build: cheap enough under sanitizers. */
@@ -464,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_command_too_large_is_refused_not_fatal),
         cmocka_unit_test(test_isolation),
         cmocka_unit_test(test_crypto_imports),
+        cmocka_unit_test(test_small_thread_stack),
         cmocka_unit_test(test_two_threads_mixed),
         cmocka_unit_test(test_activation_cycles_flat),
     };
