@@ -220,6 +220,8 @@ typedef struct tb_store {
     uint8_t short_rec[TB_MAX_KEYS]; /* load hands out a record create() rejects */
     int defer;                      /* saves wait for tb_store_release() */
     int fail;                       /* saves fail with UNAVAILABLE */
+    unsigned fail_per_mille;        /* ... or this share of them, at random */
+    unsigned rng;
     tb_save *pending;
     uint64_t loads, saves, stale;
 } tb_store;
@@ -260,6 +262,10 @@ static inline rt_status tb_load(void *ud, const rt_key *key, uint8_t **rec, size
 static inline rt_status tb_apply(tb_store *s, unsigned idx, uint64_t rec, uint64_t version)
 {
     if (s->fail) return RT_UNAVAILABLE;
+    if (s->fail_per_mille) {
+        s->rng = s->rng * 1103515245u + 12345u;
+        if ((s->rng >> 8) % 1000 < s->fail_per_mille) return RT_UNAVAILABLE;
+    }
     if (version != s->version[idx] + 1) {
         s->stale++;
         return RT_FAILED_PRECONDITION;

@@ -131,11 +131,38 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-static void test_stress_evict_fault_dispatch(void **state)
+static _Atomic int committer_stop;
+
+/* The store's committer: acknowledges saves from its own thread, later than
+ * the worker that asked, like a group commit. */
+static void *committer_main(void *arg)
 {
-    (void)state;
+    (void)arg;
+    while (!atomic_load(&committer_stop)) {
+        if (!tb_store_release()) sched_yield();
+    }
+    while (tb_store_release()) {
+    }
+    return NULL;
+}
+
+static void run_stress(int async_store)
+{
     tb_reset();
     tb_store_reset();
+    memset(incr_ok, 0, sizeof incr_ok);
+    memset(incr_unsure, 0, sizeof incr_unsure);
+    memset(by_status, 0, sizeof by_status);
+    atomic_store(&replies, 0);
+    atomic_store(&extra_replies, 0);
+    atomic_store(&accepted_lost, 0);
+    pthread_t committer;
+    atomic_store(&committer_stop, 0);
+    if (async_store) {
+        TB_STORE_SET(defer, 1);
+        TB_STORE_SET(fail_per_mille, 5); /* and some commits fail: rollback */
+        pthread_create(&committer, NULL, committer_main, NULL);
+    }
     rt_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.workers = 2;
@@ -163,13 +190,20 @@ static void test_stress_evict_fault_dispatch(void **state)
     }
     rt_stats s;
     rt_get_stats(rt, &s);
-    rt_stop(rt);
+    if (async_store) {
+        /* rt_stop waits for in-flight commits: keep acknowledging them. */
+        rt_stop(rt);
+        atomic_store(&committer_stop, 1);
+        pthread_join(committer, NULL);
+    } else {
+        rt_stop(rt);
+    }
 
     fprintf(stderr,
             "# sent %llu replies %llu: ok %llu internal %llu unavailable %llu cancelled %llu "
             "aborted %llu deadline %llu\n"
             "# activations %llu evictions %llu restarts %llu quarantines %llu faults %llu "
-            "commits %llu ticks %llu\n",
+            "commits %llu commit_failures %llu ticks %llu\n",
             (unsigned long long)sent, (unsigned long long)atomic_load(&replies),
             (unsigned long long)atomic_load(&by_status[RT_OK]),
             (unsigned long long)atomic_load(&by_status[RT_INTERNAL]),
@@ -180,13 +214,14 @@ static void test_stress_evict_fault_dispatch(void **state)
             (unsigned long long)s.activations, (unsigned long long)s.evictions,
             (unsigned long long)s.restarts, (unsigned long long)s.quarantines,
             (unsigned long long)s.handler_faults, (unsigned long long)s.commits,
-            (unsigned long long)atomic_load(&tbw.ticks));
+            (unsigned long long)s.commit_failures, (unsigned long long)atomic_load(&tbw.ticks));
 
     assert_int_equal(atomic_load(&replies), sent);    /* one reply each ... */
     assert_int_equal(atomic_load(&extra_replies), 0); /* ... and never two */
     assert_int_equal(atomic_load(&accepted_lost), 0);
     assert_int_equal(atomic_load(&tbw.double_live), 0);
     assert_int_equal(atomic_load(&tbw.creates), atomic_load(&tbw.destroys));
+    assert_int_equal(TB_STORE_GET(stale), 0); /* versions always last + 1 */
     /* No acknowledged increment was lost across evictions and faults, and
      * none was applied that was refused. */
     for (unsigned k = 0; k < KEYS; k++) {
@@ -204,12 +239,28 @@ static void test_stress_evict_fault_dispatch(void **state)
 #if CG_FAULT_INJECTION
     assert_true(s.restarts > 0);
 #endif
+    if (async_store) assert_true(s.commit_failures > 0);
+}
+
+static void test_stress_evict_fault_dispatch(void **state)
+{
+    (void)state;
+    run_stress(0);
+}
+
+/* The same with commits acknowledged from another thread, some failing:
+ * actors wait in the commit state while eviction and faults race them. */
+static void test_stress_async_commits(void **state)
+{
+    (void)state;
+    run_stress(1);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stress_evict_fault_dispatch),
+        cmocka_unit_test(test_stress_async_commits),
     };
     return cmocka_run_group_tests_name("rt_stress", tests, NULL, NULL);
 }
