@@ -133,7 +133,9 @@ auth)
     echo "$out" | sed -n 2p | grep -q '^401 .*UNAUTHENTICATED' || fail "replay accepted: $out"
     [ "$(metric cosignerd_actor_messages_total)" = "$((M0 + 1))" ] || fail "replay reached an actor"
     [ "$(metric cosignerd_auth_failures_total)" -ge 8 ] || fail "auth failures not counted"
-    curl -sf "$URL/metrics" | grep -q 'cosignerd_auth_failures_total{reason="replay"} 1' || fail "replay metric"
+    # (captured first: grep -q exiting early would fail curl, and the pipeline, with SIGPIPE)
+    m=$(curl -sf "$URL/metrics")
+    grep -q "cosignerd_auth_failures_total{reason=\"replay\"} 1\$" <<<"$m" || fail "replay metric: $(grep auth_failures <<<"$m")"
     healthy auth
     stop
     ;;
