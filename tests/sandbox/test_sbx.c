@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -277,6 +281,39 @@ static void test_crypto_imports(void **state)
     sbx_close(a);
 }
 
+/* A crash in host code called from a guest (here: the reply sink) must stay
+ * a crash: with no signal handler it cannot be mistaken for a guest trap. */
+static void crashing_reply(void *arg, rt_status st, const void *data, size_t len, uint64_t blame)
+{
+    (void)arg, (void)st, (void)data, (void)len, (void)blame;
+    /* An inaccessible page, not NULL: UBSan would stop at NULL before the fault. */
+    volatile int *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    *bad = 1;
+}
+
+static void test_host_fault_not_disguised(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Default dispositions: cmocka (and sanitizers) would otherwise
+         * catch the crash in the child and carry on. */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGABRT, SIG_DFL);
+        sbx_instance *in = NULL;
+        if (sbx_open(&cfg, NULL, 0, &in) != RT_OK) _exit(2);
+        sbx_sink sink = {.reply = crashing_reply};
+        rt_status st = sbx_handle(in, &sink, "ex", 2, 0);
+        _exit(st == RT_OK ? 0 : 1); /* reaching here at all is the failure */
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFSIGNALED(ws));
+    assert_int_equal(WTERMSIG(ws), SIGSEGV);
+}
+
 static int contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t m)
 {
     return memmem(hay, n, needle, m) != NULL;
@@ -499,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_restore_faults_are_actor_level),
         cmocka_unit_test(test_command_too_large_is_refused_not_fatal),
         cmocka_unit_test(test_isolation),
+        cmocka_unit_test(test_host_fault_not_disguised),
         cmocka_unit_test(test_crypto_imports),
         cmocka_unit_test(test_small_thread_stack),
         cmocka_unit_test(test_two_threads_mixed),
