@@ -72,7 +72,7 @@ typedef struct rt_msg {
     int kind;
     const uint8_t *data; /* borrowed for the duration of handle() */
     size_t len;
-    uint64_t now_ms; /* monotonic milliseconds when the message was dequeued */
+    uint64_t now_ms; /* monotonic ms at dispatch (coarse clock: may trail rt_now_ms() by a tick) */
 } rt_msg;
 
 /*
@@ -169,7 +169,7 @@ typedef struct rt_config {
     uint64_t idle_threshold_ms;  /* 0 = 30 min */
     uint64_t evict_quantum_ms;   /* 0 = 60 s */
     uint64_t tick_interval_ms;   /* 0 = 60 s; UINT64_MAX = no ticks */
-    unsigned max_resident;       /* 0 = unlimited */
+    unsigned max_resident;       /* 0 = unlimited; enforced by each sweep, LRU first */
     unsigned restart_max;        /* 0 = 5 restarts ... */
     uint64_t restart_window_ms;  /* ... within 0 = 10 s, else quarantine */
     uint64_t quarantine_base_ms; /* 0 = 1 s, doubled each time, capped at 5 min; also the
