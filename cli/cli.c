@@ -58,9 +58,13 @@ static void usage(FILE *f)
 
 static void die(int code, const char *msg)
 {
-    if (json_out)
-        printf("{\"ok\":false,\"error\":\"%s\"}\n", msg);
-    else
+    if (json_out) {
+        json_t *o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        printf("%s\n", s ? s : "{\"ok\":false}");
+        free(s);
+        json_decref(o);
+    } else
         fprintf(stderr, "cosigner-cli: %s\n", msg);
     exit(code);
 }
@@ -103,10 +107,14 @@ static int cmd_keygen(int argc, char **argv)
         snprintf(line, sizeof line, "%s\n", skh);
         if (!write_private(out, line)) die(1, "cannot write the key file");
     }
-    if (json_out)
-        printf("{\"ok\":true,\"hostpubkey\":\"%s\"%s%s%s}\n", pkh, out ? ",\"file\":\"" : "",
-               out ? out : "", out ? "\"" : "");
-    else if (out)
+    if (json_out) {
+        json_t *o = json_pack("{s:b,s:s}", "ok", 1, "hostpubkey", pkh);
+        if (out) json_object_set_new(o, "file", json_string(out));
+        char *js = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", js);
+        free(js);
+        json_decref(o);
+    } else if (out)
         printf("host public key: %s\nsecret key written to %s (mode 0600)\n", pkh, out);
     else
         printf("host public key: %s\nhost secret key: %s\n", pkh, skh);
