@@ -301,9 +301,10 @@ static void start(world *W, uint32_t flags)
     cg_config cc = {.rendezvous_ms = 20000, .flags = flags};
     cg_config_encode(&cc, W->cfg.conf);
 #if defined(WITH_SBX)
-    /* The sandbox has no configuration call yet: 60 s rendezvous, no
-     * fault injection (the fault steps below are skipped). */
-    W->sbx = (sbx_config){.module = &sbx_module_cosigner, .hostkey = W->cfg.hostseckey};
+    W->sbx = (sbx_config){.module = &sbx_module_cosigner,
+                          .hostkey = W->cfg.hostseckey,
+                          .guest_config = W->cfg.conf,
+                          .guest_config_len = sizeof W->cfg.conf};
     sbx_behaviour_init(&W->beh, &W->sbx);
 #else
     W->beh = (rt_behaviour){b_create, b_handle, b_snapshot, b_tick, b_destroy, &W->cfg};
@@ -553,7 +554,7 @@ static void test_rt_2of3(void **state)
     sign_ok(&W);
     assert_true(store.loads > loads0); /* rebuilt from the durable record */
 
-    if (CG_FAULT_INJECTION && !SBX) {
+    if (CG_FAULT_INJECTION) {
         /* A handler fault between the rounds: the runtime rebuilds the
          * instance from the record; round 2 is refused; the next session
          * signs with the restored share. */
@@ -569,6 +570,21 @@ static void test_rt_2of3(void **state)
         assert_int_equal(sign_round2(&W, &s, -1, sig, &blame), RT_ABORTED);
         assert_true(store.loads > loads); /* rebuilt from the durable record */
         sign_ok(&W);
+
+        /* The faults only a sandboxed guest can have: a runaway loop (the
+         * CPU budget ends it), memory exhaustion. Each costs the instance,
+         * never the wallet. */
+        if (SBX) {
+            static const uint32_t kinds[] = {CG_FAULT_SPIN, CG_FAULT_OOM, CG_FAULT_RETURN};
+            static const rt_status expect[] = {RT_DEADLINE_EXCEEDED, RT_INTERNAL, RT_INTERNAL};
+            for (int i = 0; i < 3; i++) {
+                f.u.fault.kind = kinds[i];
+                post_all(&W, &f, 1, &r);
+                assert_int_equal(r.status, expect[i]);
+                rt_reply_free(&r);
+                sign_ok(&W);
+            }
+        }
 
         /* A snapshot that faults: nothing is written, the wallet signs on. */
         uint64_t version = store.version;
