@@ -18,10 +18,12 @@ extern const sbx_module sbx_module_testguest_nofuel;
 extern const sbx_module sbx_module_cosigner;
 #endif
 
+/* Thread CPU time: the machine is shared, and time spent descheduled is not
+ * the sandbox's cost. Every figure is the best of several rounds. */
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -51,14 +53,16 @@ static void guest_call(const sbx_config *c)
 {
     sbx_instance *in = open_or_die(c, NULL, 0);
     uint32_t r;
-    const long n = 20000000;
-    for (long i = 0; i < n / 10; i++) /* warm-up */
-        sbx_bench(in, 0, &r);
-    double t0 = now_s();
-    for (long i = 0; i < n; i++)
-        if (sbx_bench(in, 0, &r) != RT_OK) exit(1);
-    double t = now_s() - t0;
-    printf("{\"workload\":\"guest_call\",\"ns_per_call\":%.1f}\n", t * 1e9 / (double)n);
+    const long n = 4000000;
+    double best = 1e9;
+    for (int round = 0; round < 6; round++) {
+        double t0 = now_s();
+        for (long i = 0; i < n; i++)
+            if (sbx_bench(in, 0, &r) != RT_OK) exit(1);
+        double t = now_s() - t0;
+        if (round && t < best) best = t; /* round 0 warms up */
+    }
+    printf("{\"workload\":\"guest_call\",\"ns_per_call\":%.1f}\n", best * 1e9 / (double)n);
     sbx_close(in);
 }
 
@@ -67,7 +71,7 @@ static void activation(const sbx_config *c, const void *rec, size_t rec_len, con
 {
     enum { BATCH = 10000, ROUNDS = 10 };
     static sbx_instance *ins[BATCH];
-    double t_open = 0, t_close = 0;
+    double t_open = 1e9, t_close = 1e9;
     for (int r = 0; r < ROUNDS + 1; r++) {
         double t0 = now_s();
         for (int i = 0; i < BATCH; i++)
@@ -77,13 +81,12 @@ static void activation(const sbx_config *c, const void *rec, size_t rec_len, con
             sbx_close(ins[i]);
         double t2 = now_s();
         if (r) { /* round 0 warms the pool */
-            t_open += t1 - t0;
-            t_close += t2 - t1;
+            if (t1 - t0 < t_open) t_open = t1 - t0;
+            if (t2 - t1 < t_close) t_close = t2 - t1;
         }
     }
-    double n = (double)BATCH * ROUNDS;
     printf("{\"workload\":\"activation%s\",\"us_per_activation\":%.2f,\"us_per_teardown\":%.2f}\n",
-           label, t_open * 1e6 / n, t_close * 1e6 / n);
+           label, t_open * 1e6 / BATCH, t_close * 1e6 / BATCH);
 }
 
 /* cmd: one request each resident actor has served (len 0: none). */
