@@ -263,6 +263,29 @@ static void test_restore_trap_is_actor_level(void **state)
     store_clear();
 }
 
+/* park and ticks reach the runtime: a parked reply expires with the
+ * request's deadline, a tick reaches cg_tick. */
+static void test_park_and_tick(void **state)
+{
+    (void)state;
+    rt_runtime *rt = start();
+    rt_key k = key_of(5);
+    rt_reply r;
+    rt_call(rt, &k, "k", 1, rt_now_ms() + 200, &r);
+    assert_int_equal(r.status, RT_DEADLINE_EXCEEDED);
+    rt_reply_free(&r);
+    assert_int_equal(rt_try_send_tick(rt, &k), RT_OK);
+    uint64_t ticks = 0;
+    for (int i = 0; i < 100 && ticks == 0; i++) {
+        assert_int_equal(call(rt, 5, "t", 1, &r), RT_OK);
+        memcpy(&ticks, r.data, 8);
+        rt_reply_free(&r);
+    }
+    assert_int_equal(ticks, 1);
+    rt_stop(rt);
+    store_clear();
+}
+
 #if CG_SANITIZE_THREAD || CG_SANITIZE_ADDRESS
 #define CLIENT_CALLS 3000
 #else
@@ -329,6 +352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traps_through_runtime),
         cmocka_unit_test(test_restore_trap_is_actor_level),
+        cmocka_unit_test(test_park_and_tick),
         cmocka_unit_test(test_concurrent_actors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
