@@ -3,6 +3,7 @@
 #   build-asan  ASan + UBSan  -> suite 'asan' (everything but the concurrency tests)
 #   build-tsan  TSan          -> suite 'tsan' (concurrency and fault tests)
 #   build       release       -> suite 'release' (tests that need full speed)
+#   build-fuzz  clang libFuzzer -> every fuzz target for FUZZ_SECONDS (default 60)
 # Ends with one summary line "N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,9 @@ run_suite() { # dir suite meson-setup-args...
 run_suite build-asan asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
 run_suite build-tsan tsan --buildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
 run_suite build release --buildtype=release -Dfault_injection=false
+
+# Short fuzz runs (each target ~60 s under ASan+UBSan, clang libFuzzer build).
+if bash scripts/reliability.sh ci; then passed=$((passed+1)); else failed=$((failed+1)); rc=1; fi
 
 echo "$passed passed, $failed failed"
 [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
