@@ -899,6 +899,10 @@ static void run_actor(rt_runtime *rt, rt_actor *a)
         a->mb_count -= rs.done;
         rs.done = 0;
         rt_mnode *batch = a->mb_head;
+        /* Fairness only matters when another actor is waiting: otherwise
+         * requeueing would just bounce this one between workers' caches. */
+        if (handled >= BATCH && !atomic_load_explicit(&rt->rq_len, memory_order_relaxed))
+            handled = 0;
         if (!batch || handled >= BATCH) {
             a->sched = S_IDLE;
             if (batch) /* fairness: let other actors run */
