@@ -1,40 +1,31 @@
 /*
- * cg_wallet_id.c — ChillDKG params_hash for the host side.
+ * cg_wallet_id.c — ChillDKG params_hash for the host side, through the same
+ * ChillDKG code the guest runs (so host routing and guest agree by
+ * construction).
  */
 #include <string.h>
 
 #include "cg_cmd.h"
 #include "cg_wallet_id.h"
-#include "cx.h"
+#include "dkg/cg_dkg.h"
 
 rt_status cg_wallet_id(const uint8_t *hostpubkeys, uint32_t n, uint32_t t, uint8_t out[32],
                        uint64_t *blame)
 {
-    uint8_t buf[4 + CG_MAX_PARTICIPANTS * CG_HOSTPUBKEY_LEN];
-    uint8_t pt[CX_POINT_LEN];
+    cg_dkg_params p;
+    cg_dkg_error err = {0};
 
     *blame = 0;
     if (!hostpubkeys || n < 1 || n > CG_MAX_PARTICIPANTS || t < 1 || t > n)
         return RT_INVALID_ARGUMENT;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!cx_point_parse(pt, hostpubkeys + (size_t)i * 33, 0)) {
-            *blame = (uint64_t)1 << i;
-            return RT_INVALID_ARGUMENT;
-        }
-    }
-    /* Report the first duplicate pair, as ChillDKG's params_validate does. */
-    for (uint32_t j = 1; j < n; j++)
-        for (uint32_t i = 0; i < j; i++)
-            if (!memcmp(hostpubkeys + (size_t)i * 33, hostpubkeys + (size_t)j * 33, 33)) {
-                *blame = ((uint64_t)1 << i) | ((uint64_t)1 << j);
-                return RT_INVALID_ARGUMENT;
-            }
-    buf[0] = (uint8_t)(t >> 24);
-    buf[1] = (uint8_t)(t >> 16);
-    buf[2] = (uint8_t)(t >> 8);
-    buf[3] = (uint8_t)t;
-    memcpy(buf + 4, hostpubkeys, (size_t)n * 33);
-    static const char tag[] = "BIP DKG/params_hash";
-    cx_tagged_hash(out, tag, sizeof tag - 1, buf, 4 + (size_t)n * 33);
-    return RT_OK;
+    memset(&p, 0, sizeof p);
+    p.n = n;
+    p.t = t;
+    memcpy(p.hostpubkeys, hostpubkeys, (size_t)n * 33);
+    if (cg_dkg_params_hash(out, &p, &err) == RT_OK) return RT_OK;
+    if (err.participant >= 0 && err.participant < CG_MAX_PARTICIPANTS)
+        *blame |= (uint64_t)1 << err.participant;
+    if (err.participant2 >= 0 && err.participant2 < CG_MAX_PARTICIPANTS)
+        *blame |= (uint64_t)1 << err.participant2;
+    return RT_INVALID_ARGUMENT;
 }
