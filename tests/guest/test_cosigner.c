@@ -36,7 +36,7 @@ static secp256k1_context *secp;
 
 /* ------------------------------------------------------------ test host -- */
 
-#define MAX_PARKED 1024
+#define MAX_PARKED 8192
 
 typedef struct result {
     int parked;
@@ -1033,6 +1033,57 @@ static void test_snapshot_restore(void **state)
     host_fini(&w.h);
 }
 
+/* Mutated commands against a live wallet: every one is answered or parked
+ * (the host asserts it), nothing crashes, the wallet still signs. */
+static void test_mutated_commands(void **state)
+{
+    (void)state;
+    static wallet w;
+    wallet_setup(&w, 3, 2, 0, 0);
+    run_dkg(&w);
+    sess s;
+    sess_random(&w, &s);
+    s.count = 3;
+    for (uint32_t i = 0; i < 3; i++)
+        s.ids[i] = (uint8_t)i;
+    cg_frost_error e;
+    assert_int_equal(
+        cg_frost_nonce_gen(&s.secnonce[1], s.pubnonce[1], NULL, NULL, NULL, NULL, 0, NULL, 0, &e),
+        RT_OK);
+    device *d = dev_of(&w, 1);
+    cg_cmd base[4];
+    base[0] = sign1_cmd(&s, d, 1);
+    base[1] = (cg_cmd){.kind = CG_CMD_SIGN_ROUND2, .sender = d->pubkey};
+    base[1].u.sign2.session_id = s.sid;
+    base[1].u.sign2.psig = s.sid;
+    base[2] = dkg1_cmd(&w, d);
+    base[2].u.dkg1.pmsg1_len = 100;
+    base[3] = (cg_cmd){.kind = CG_CMD_GET_WALLET, .sender = d->pubkey};
+    for (int i = 0; i < 3000; i++) {
+        uint8_t buf[4096];
+        size_t len;
+        assert_int_equal(cg_cmd_encode(&base[i % 4], buf, sizeof buf, &len), RT_OK);
+        int flips = 1 + rand() % 4;
+        for (int k = 0; k < flips; k++)
+            buf[(size_t)rand() % len] ^= (uint8_t)(1u << (rand() % 8));
+        memset(&w.h.cur, 0, sizeof w.h.cur);
+        w.h.dirty = 0;
+        assert_int_equal(cg_actor_handle(w.h.a, &ops, &w.h, buf, len, w.h.now), RT_OK);
+        assert_true(w.h.cur.done || w.h.cur.parked);
+        assert_false(w.h.dirty); /* nothing here may touch the durable state */
+        free(w.h.cur.data);
+        if (i % 500 == 499) {
+            w.h.now += 61000; /* let the parked ones expire */
+            tick(&w.h);
+        }
+    }
+    w.h.now += 61000;
+    tick(&w.h);
+    sess_random(&w, &s);
+    sign_ok(&w, &s);
+    host_fini(&w.h);
+}
+
 int main(void)
 {
     cx_init();
@@ -1048,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_dkg_rules),
         cmocka_unit_test(test_dkg_blame),
         cmocka_unit_test(test_snapshot_restore),
+        cmocka_unit_test(test_mutated_commands),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     secp256k1_context_destroy(secp);
