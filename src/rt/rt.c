@@ -302,7 +302,7 @@ static rt_ext *ext_of(rt_actor *a)
 
 /* --------------------------------------------------------- run queue -- */
 
-/* Called with a->mu held and a->sched just set to S_QUEUED. */
+/* a->sched was just set to S_QUEUED (under a->mu) by the caller. */
 static void rq_push(rt_runtime *rt, rt_actor *a)
 {
     a->rq_next = NULL;
@@ -1034,10 +1034,13 @@ void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
         rt_slot_release(s);
         return;
     }
+    /* Armed before the actor lock is taken (keeps the two locks apart); if
+     * the timer wins before the message is even queued, the worker skips it. */
+    rt_slot_arm(&rt->timer, s);
     rt_actor *a = get_locked(rt, key, 1);
     if (!a) {
         urcu_memb_read_unlock();
-        rt_slot_fail(NULL, s, RT_RESOURCE_EXHAUSTED, "out of memory", 0);
+        rt_slot_fail(&rt->timer, s, RT_RESOURCE_EXHAUSTED, "out of memory", 0);
         rt_slot_release(s);
         return;
     }
@@ -1064,11 +1067,10 @@ void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
     if (refuse_st != RT_OK) {
         pthread_mutex_unlock(&a->mu);
         urcu_memb_read_unlock();
-        rt_slot_fail(NULL, s, refuse_st, why, retry);
+        rt_slot_fail(&rt->timer, s, refuse_st, why, retry);
         rt_slot_release(s);
         return;
     }
-    rt_slot_arm(&rt->timer, s);
     if (a->mb_tail)
         a->mb_tail->next = m;
     else
@@ -1076,8 +1078,12 @@ void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
     a->mb_tail = m;
     a->mb_count++;
     atomic_store_explicit(&a->last_active, now, memory_order_relaxed);
-    schedule_locked(rt, a);
+    int push = a->sched == S_IDLE;
+    if (push) a->sched = S_QUEUED;
     pthread_mutex_unlock(&a->mu);
+    /* QUEUED already keeps everyone else from pushing or evicting it, so the
+     * run-queue lock need not nest in the actor lock on the hot path. */
+    if (push) rq_push(rt, a);
     urcu_memb_read_unlock();
 }
 
