@@ -60,7 +60,14 @@ typedef struct sbx_module {
 #define SBX_DEFAULT_BUDGET_MS 100u
 #define SBX_DEFAULT_STACK_BYTES (1u << 20)
 
-/* Borrowed by every instance built from it: must outlive them. */
+/*
+ * Borrowed by every instance built from it: must outlive them.
+ * mem_cap is reserved (not committed) per live instance, in 1 GiB chunks of
+ * address space that are reused but never unmapped: 100k actors at 4 MiB
+ * reserve ~400 GiB of virtual space (fine on 64-bit without `ulimit -v`,
+ * vm.overcommit_memory 0 or 1). At most 8 distinct caps per process.
+ * stack_bytes is clamped to what the calling thread's stack has left.
+ */
 typedef struct sbx_config {
     const sbx_module *module;
     uint32_t mem_cap;            /* linear memory cap per instance, bytes; 0 = 4 MiB */
