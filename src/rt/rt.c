@@ -1355,7 +1355,7 @@ static void *hk_main(void *arg)
         uint64_t until = next_sweep < next_tick ? next_sweep : next_tick;
         uint64_t wait = until - now;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += (time_t)(wait / 1000);
         ts.tv_nsec += (long)(wait % 1000) * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
@@ -1408,7 +1408,7 @@ rt_status rt_start(const rt_config *cfg, rt_runtime **out)
     rt_mutex_init_hot(&rt->rq_mu);
     pthread_cond_init(&rt->rq_cv, NULL);
     pthread_mutex_init(&rt->hk_mu, NULL);
-    pthread_cond_init(&rt->hk_cv, NULL);
+    rt_cond_init_mono(&rt->hk_cv);
     pthread_mutex_init(&rt->sweep_mu, NULL);
     if (rt_timer_start(&rt->timer) != 0) goto fail_timer;
     rt->workers = calloc(c->workers, sizeof *rt->workers);

@@ -76,6 +76,15 @@ void rt_mutex_init_hot(pthread_mutex_t *mu)
     pthread_mutex_init(mu, &hot_attr);
 }
 
+void rt_cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 /* Sharded by slot address, not by thread: the sender arms and a worker
  * disarms the same slot, so a per-thread shard would put every worker on
  * the sender's lock. */
@@ -257,7 +266,7 @@ static void *timer_main(void *arg)
          * correctness of deadlines already armed). */
         atomic_store_explicit(&t->sleeping, 1, memory_order_relaxed);
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         long add_ns = pending ? 1000000L : 100000000L;
         ts.tv_nsec += add_ns;
         if (ts.tv_nsec >= 1000000000L) {
@@ -288,7 +297,7 @@ int rt_timer_start(rt_timer *t)
         t->shard[i].scanned = now;
     }
     pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->cv, NULL);
+    rt_cond_init_mono(&t->cv);
     return pthread_create(&t->thr, NULL, timer_main, t);
 }
 

@@ -56,6 +56,9 @@ typedef struct rt_timer {
 /* Hot, tiny critical sections contended across cores: spin a little before
  * sleeping in the kernel (glibc's adaptive mutex). */
 void rt_mutex_init_hot(pthread_mutex_t *mu);
+/* Timed waits on the monotonic clock: a wall-clock step must not stall the
+ * timer or the sweeper. */
+void rt_cond_init_mono(pthread_cond_t *cv);
 
 int rt_timer_start(rt_timer *t);
 /* Fires whatever is still linked with CANCELLED and joins the thread. */
