@@ -1110,9 +1110,16 @@ void rt_call(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
     call_wait w = {.out = reply};
     atomic_init(&w.state, 0);
     rt_send(rt, key, data, len, deadline_ms, call_cb, &w);
-    for (int i = 0; i < 1000; i++) { /* the reply is often microseconds away */
+    /* The reply is usually a few microseconds away. Spin a little, then
+     * yield: on a busy machine the worker that must answer may be waiting
+     * for this very core, and a futex sleep/wake pair costs ~10 us. */
+    for (int i = 0; i < 200; i++) {
         if (atomic_load_explicit(&w.state, memory_order_acquire) == 1) return;
         __builtin_ia32_pause();
+    }
+    for (int i = 0; i < 50; i++) {
+        if (atomic_load_explicit(&w.state, memory_order_acquire) == 1) return;
+        sched_yield();
     }
     int exp = 0;
     if (atomic_compare_exchange_strong_explicit(&w.state, &exp, 2, memory_order_acq_rel,
