@@ -213,6 +213,17 @@ static uint64_t key_hash(const rt_runtime *rt, const rt_key *k)
     return h;
 }
 
+/* cds_lfht_for_each_entry takes container_of(NULL) when a walk ends, which
+ * is undefined behaviour (UBSan's pointer-overflow check stops on it): walk
+ * the nodes and convert only the ones that exist. */
+static inline rt_actor *actor_of(struct cds_lfht_node *n)
+{
+    return n ? caa_container_of(n, rt_actor, node) : NULL;
+}
+#define FOR_EACH_ACTOR(ht, it, a)                                                                  \
+    for (cds_lfht_first((ht), (it)); ((a) = actor_of(cds_lfht_iter_get_node(it))) != NULL;         \
+         cds_lfht_next((ht), (it)))
+
 static int key_match(struct cds_lfht_node *node, const void *key)
 {
     rt_actor *a = caa_container_of(node, rt_actor, node);
@@ -1176,7 +1187,7 @@ static void tick_all(rt_runtime *rt)
     rt_actor *a;
     urcu_memb_read_lock();
     if (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-        cds_lfht_for_each_entry(rt->ht, &it, a, node)
+        FOR_EACH_ACTOR(rt->ht, &it, a)
         {
             if (!visible(a)) continue;
             pthread_mutex_lock(&a->mu);
@@ -1240,7 +1251,7 @@ unsigned rt_evict_sweep(rt_runtime *rt)
     struct cds_lfht_iter it;
     rt_actor *a;
     urcu_memb_read_lock();
-    cds_lfht_for_each_entry(rt->ht, &it, a, node)
+    FOR_EACH_ACTOR(rt->ht, &it, a)
     {
         if (!visible(a)) continue;
         if (pthread_mutex_trylock(&a->mu)) continue; /* busy right now: not idle */
@@ -1479,7 +1490,7 @@ void rt_stop(rt_runtime *rt)
     struct cds_lfht_iter it;
     rt_actor *a;
     urcu_memb_read_lock();
-    cds_lfht_for_each_entry(rt->ht, &it, a, node)
+    FOR_EACH_ACTOR(rt->ht, &it, a)
     {
         if (!visible(a)) continue;
         pthread_mutex_lock(&a->mu);
