@@ -655,13 +655,15 @@ int main(int argc, char **argv)
         if (sig == SIGHUP) logkv("info", "sighup_ignored", "reason=\"restart to reconfigure\"");
         if (wd_us) sd_notify(0, "WATCHDOG=1");
         /* Evicted actors free their memory into malloc's free lists, which
-         * glibc keeps; hand it back to the kernel so idle wallets really
-         * cost nothing resident. */
+         * glibc keeps, and leave their records mapped from the store file;
+         * hand both back to the kernel so idle wallets really cost nothing
+         * resident. */
         rt_stats rs;
         rt_get_stats(rt, &rs);
         if (rs.evictions != evictions_seen) {
             evictions_seen = rs.evictions;
             malloc_trim(0);
+            store_trim(st);
         }
     }
     sd_notify(0, "STOPPING=1");

@@ -42,7 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define REC_FORMAT 1
@@ -96,6 +98,8 @@ struct store {
     unsigned inject_fail;
     int inject_err;
     store_stats stats;
+    void *map_base; /* LMDB's read-only map of data.mdb (for store_trim); NULL if unknown */
+    size_t map_len;
 
     rt_persist persist;
 };
@@ -558,6 +562,36 @@ static void persist_save(void *ud, const rt_key *key, const uint8_t *rec, size_t
     store_put(ud, key, rec, len, version, done, arg);
 }
 
+/*
+ * Where LMDB mapped data.mdb. mdb_env_info reports the address only for
+ * MDB_FIXEDMAP environments, so look the file's mapping up by device and
+ * inode in /proc/self/maps, once: the store never resizes its map. Without
+ * it store_trim is a no-op; nothing else depends on it.
+ */
+static void find_map(store *s)
+{
+    int fd;
+    struct stat st;
+    if (mdb_env_get_fd(s->env, &fd) || fstat(fd, &st)) return;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return;
+    char line[768];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, mnr;
+        char perm[5];
+        if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu", &lo, &hi, perm, &off, &maj, &mnr, &ino) != 7)
+            continue;
+        if (ino == (unsigned long)st.st_ino && maj == major(st.st_dev) && mnr == minor(st.st_dev) &&
+            off == 0 && perm[1] != 'w') {
+            s->map_base = (void *)lo;
+            s->map_len = hi - lo;
+            break;
+        }
+    }
+    fclose(f);
+}
+
 rt_status store_open(const char *dir, const store_options *opt, store **out, char *err, size_t errn)
 {
     static const store_options defaults = {0};
@@ -633,6 +667,7 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
         goto fail;
     }
     if ((rs = check_keys_and_index(s, err, errn)) != RT_OK) goto fail;
+    find_map(s);
 
     s->group_commit = !opt->no_group_commit;
     s->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_BATCH;
@@ -924,6 +959,21 @@ void store_get_stats(store *s, store_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
+}
+
+rt_status store_trim(store *s)
+{
+    if (!s->map_base) return RT_UNIMPLEMENTED;
+    MDB_envinfo ei;
+    MDB_stat ms;
+    if (mdb_env_info(s->env, &ei) || mdb_env_stat(s->env, &ms)) return RT_UNAVAILABLE;
+    /* Only the part of the map that holds pages: the rest was never touched. */
+    size_t len = ((size_t)ei.me_last_pgno + 1) * ms.ms_psize;
+    if (len > s->map_len) len = s->map_len;
+    /* Without MDB_WRITEMAP the map is read-only and LMDB writes with pwrite,
+     * so nothing here is dirty: dropping the mappings loses nothing, and a
+     * concurrent reader just takes a minor fault back into the page cache. */
+    return madvise(s->map_base, len, MADV_DONTNEED) == 0 ? RT_OK : RT_UNAVAILABLE;
 }
 
 rt_status store_inject_commit_failures(store *s, unsigned n, int err)

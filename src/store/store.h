@@ -125,6 +125,17 @@ typedef struct store_stats {
 } store_stats;
 void store_get_stats(store *s, store_stats *out);
 
+/*
+ * Returns the store's file pages to the kernel: drops this process's
+ * mappings of the LMDB map (they stay in the page cache, so the next read is
+ * a minor fault, not I/O). Every wallet ever read or written otherwise stays
+ * in the daemon's resident set, so after evicting idle wallets the daemon
+ * calls this to make them cost nothing resident. Safe at any time, from any
+ * thread, concurrently with reads and commits. RT_UNIMPLEMENTED when the
+ * map could not be located at open (then nothing is dropped).
+ */
+rt_status store_trim(store *s);
+
 /* Fault injection (builds with CG_FAULT_INJECTION): the next n commits fail
  * as if the disk reported err (EIO or ENOSPC): their transaction is aborted,
  * so nothing of them is written, and their puts report UNAVAILABLE.
