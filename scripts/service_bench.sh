@@ -45,28 +45,49 @@ start() { # start NAME [flags]: sets URL and PID
 
 stop() { kill -TERM "$PID"; wait "$PID" || true; PID=; }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
 metric() { curl -sf "$URL/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 
-# 1. Signing throughput and latency.
+status=0
+
+# 1. Signing throughput and latency. A run with errors still prints its
+# figures, and makes this script fail.
 start sign
-"$BENCH" --url "$URL" --users "$USERS" --concurrency "$CONC" --sessions "$SESSIONS" --json |
-    grep '"workload"' || true
+rc=0
+"$BENCH" --url "$URL" --users "$USERS" --concurrency "$CONC" --sessions "$SESSIONS" --json \
+    >"$T/sign.json" || rc=$?
+grep '"workload"' "$T/sign.json" || true
+if [ "$rc" -ne 0 ]; then
+    echo "service_bench: cosigner-bench exited $rc (errors in the signing run)" >&2
+    status=1
+fi
 stop
 
-# 2. Memory of idle, evicted wallets.
+# 2. Memory of idle, evicted wallets: VmRSS above the same daemon fresh, and
+# its anonymous (heap) and file-backed (store map) parts.
 start idle --idle-threshold-ms 5000 --evict-quantum-ms 1000
 sleep 0.5
-fresh=$(rss_kib "$PID")
+rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+fresh=$(rss "$PID" VmRSS) fresh_anon=$(rss "$PID" RssAnon) fresh_file=$(rss "$PID" RssFile)
+rc=0
 "$BENCH" --url "$URL" --users "$WALLETS" --concurrency "$CONC" --sessions 0 --json >"$T/idle.json" ||
-    echo "service_bench: registering wallets reported errors" >&2
+    rc=$?
+# The wallets that really exist: completed DKGs, not the number asked for.
+registered=$(grep '"phase":"dkg"' "$T/idle.json" | grep -o '"count":[0-9]*' | grep -o '[0-9]*$')
+if [ "$rc" -ne 0 ] || [ "${registered:-0}" -ne "$WALLETS" ]; then
+    echo "service_bench: registered ${registered:-0} of $WALLETS wallets (cosigner-bench exit $rc)" >&2
+    status=1
+fi
 for _ in $(seq 1 150); do
     [ "$(metric cosignerd_actors_resident)" = 0 ] && break
     sleep 0.2
 done
+sleep 1.5 # the daemon returns memory on its next one-second housekeeping pass
 resident=$(metric cosignerd_actors_resident)
-after=$(rss_kib "$PID")
+after=$(rss "$PID" VmRSS) after_anon=$(rss "$PID" RssAnon) after_file=$(rss "$PID" RssFile)
 stop
-awk -v w="$WALLETS" -v a="$after" -v f="$fresh" -v r="$resident" 'BEGIN {
-    printf "{\"workload\":\"idle_wallets\",\"wallets\":%d,\"rss_mib_above_fresh\":%.1f,\"resident_after\":%d}\n", w, (a - f) / 1024.0, r }'
+awk -v w="${registered:-0}" -v a="$after" -v f="$fresh" -v aa="$after_anon" -v fa="$fresh_anon" \
+    -v af="$after_file" -v ff="$fresh_file" -v r="$resident" 'BEGIN {
+    printf "{\"workload\":\"idle_wallets\",\"wallets\":%d,\"rss_mib_above_fresh\":%.1f,", w, (a - f) / 1024.0
+    printf "\"anon_mib_above_fresh\":%.1f,\"file_mib_above_fresh\":%.1f,\"resident_after\":%d}\n",
+        (aa - fa) / 1024.0, (af - ff) / 1024.0, r }'
+exit $status
