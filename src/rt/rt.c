@@ -1417,7 +1417,11 @@ rt_status rt_start(const rt_config *cfg, rt_runtime **out)
         rt->seed = rt_now_ms() ^ (uint64_t)(uintptr_t)rt;
 
     rcu_ensure();
-    rt->ht = cds_lfht_new_flavor(16384, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+    /* liburcu's accounting grows the table only once it holds 8 entries a
+     * bucket, and every lookup walks its bucket's chain through cold actors:
+     * start (and stay) at 128k buckets, 2 MiB, so a population of 100k
+     * resident wallets is looked up in about one node. */
+    rt->ht = cds_lfht_new_flavor(131072, 131072, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
                                  &urcu_memb_flavor, NULL);
     if (!rt->ht) {
         free(rt);
