@@ -48,9 +48,11 @@ static void usage(FILE *f)
                "                                  BIP 445 signing session; the signature is\n"
                "                                  verified locally (libsecp256k1)\n"
                "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
-               "      [--nonce HEX] [--bad-sig] [--repeat N]\n"
+               "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]]\n"
                "                                  one hand-made (optionally signed) request;\n"
-               "                                  prints \"CODE BODY\" per response\n\n"
+               "                                  prints \"CODE BODY\" per response; --repeat\n"
+               "                                  resends it as is (a replay) or, with\n"
+               "                                  --fresh-nonce, signed anew each time\n\n"
                "Options:\n"
                "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
                "  --json      machine-readable output\n");
@@ -376,17 +378,47 @@ static void on_raw(void *arg, long code, json_t *resp, const char *err)
     free(s);
 }
 
+typedef struct raw_auth {
+    uint8_t sk[32], pk[33];
+    const char *method, *path, *body, *nonceh;
+    size_t blen;
+    long long ts_off;
+    int bad_sig;
+} raw_auth;
+
+/* Signs the request into the Authorization value auth (NET_AUTH_HDR_MAX). */
+static void raw_sign(const raw_auth *a, char *auth)
+{
+    uint8_t nonce[16], msg[32], sig[64], aux[32];
+    if (a->nonceh) {
+        if (!net_hex_decode(nonce, 16, a->nonceh, strlen(a->nonceh)))
+            die(2, "raw: --nonce: 16 bytes hex");
+    } else {
+        cx_random(nonce, 16);
+    }
+    uint64_t ts = (uint64_t)((long long)net_unix_ms_cli() + a->ts_off);
+    net_auth_msg(msg, a->method, a->path, ts, nonce, (const uint8_t *)a->body, a->blen);
+    cx_random(aux, 32);
+    if (!cx_bip340_sign(sig, msg, 32, a->sk, aux)) die(1, "raw: signing failed");
+    if (a->bad_sig) sig[63] ^= 1;
+    char pkh[67], nh[33], sh[129];
+    net_hex_encode(pkh, a->pk, 33);
+    net_hex_encode(nh, nonce, 16);
+    net_hex_encode(sh, sig, 64);
+    snprintf(auth, NET_AUTH_HDR_MAX, "Cosigner-BIP340 pk=%s, ts=%llu, nonce=%s, sig=%s", pkh,
+             (unsigned long long)ts, nh, sh);
+}
+
 static int cmd_raw(const char *url, int argc, char **argv)
 {
     if (argc < 2) die(2, "raw: need METHOD PATH");
-    const char *method = argv[0], *path = argv[1], *body = NULL, *keyf = NULL, *nonceh = NULL;
-    long long ts_off = 0;
-    int bad_sig = 0, repeat = 1;
+    raw_auth ra = {.method = argv[0], .path = argv[1]};
+    const char *keyf = NULL;
+    int repeat = 1, fresh = 0;
     char *fbody = NULL;
-    size_t blen = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--body") && i + 1 < argc)
-            body = argv[++i], blen = strlen(body);
+            ra.body = argv[++i], ra.blen = strlen(ra.body);
         else if (!strcmp(argv[i], "--body-file") && i + 1 < argc) {
             FILE *f = fopen(argv[++i], "rb");
             if (!f) die(2, "raw: cannot read --body-file");
@@ -394,53 +426,38 @@ static int cmd_raw(const char *url, int argc, char **argv)
             long n = ftell(f);
             fseek(f, 0, SEEK_SET);
             fbody = malloc((size_t)n + 1);
-            blen = fread(fbody, 1, (size_t)n, f);
+            ra.blen = fread(fbody, 1, (size_t)n, f);
             fclose(f);
-            body = fbody;
+            ra.body = fbody;
         } else if (!strcmp(argv[i], "--key") && i + 1 < argc)
             keyf = argv[++i];
         else if (!strcmp(argv[i], "--ts-offset-ms") && i + 1 < argc)
-            ts_off = strtoll(argv[++i], NULL, 10);
+            ra.ts_off = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--nonce") && i + 1 < argc)
-            nonceh = argv[++i];
+            ra.nonceh = argv[++i];
         else if (!strcmp(argv[i], "--bad-sig"))
-            bad_sig = 1;
+            ra.bad_sig = 1;
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
             repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--fresh-nonce"))
+            fresh = 1;
         else
             die(2, "raw: unknown argument");
     }
+    if (fresh && (!keyf || ra.nonceh)) die(2, "raw: --fresh-nonce needs --key and no --nonce");
     char auth[NET_AUTH_HDR_MAX];
-    int have_auth = 0;
     if (keyf) {
-        uint8_t sk[32], pk[33], nonce[16], msg[32], sig[64], aux[32];
-        if (!read_key(keyf, sk, pk)) die(1, "raw: cannot read the key file");
-        if (nonceh) {
-            if (!net_hex_decode(nonce, 16, nonceh, strlen(nonceh)))
-                die(2, "raw: --nonce: 16 bytes hex");
-        } else {
-            cx_random(nonce, 16);
-        }
-        uint64_t ts = (uint64_t)((long long)net_unix_ms_cli() + ts_off);
-        net_auth_msg(msg, method, path, ts, nonce, (const uint8_t *)body, blen);
-        cx_random(aux, 32);
-        if (!cx_bip340_sign(sig, msg, 32, sk, aux)) die(1, "raw: signing failed");
-        if (bad_sig) sig[63] ^= 1;
-        char pkh[67], nh[33], sh[129];
-        net_hex_encode(pkh, pk, 33);
-        net_hex_encode(nh, nonce, 16);
-        net_hex_encode(sh, sig, 64);
-        snprintf(auth, sizeof auth, "Cosigner-BIP340 pk=%s, ts=%llu, nonce=%s, sig=%s", pkh,
-                 (unsigned long long)ts, nh, sh);
-        have_auth = 1;
-        cx_wipe(sk, sizeof sk);
+        if (!read_key(keyf, ra.sk, ra.pk)) die(1, "raw: cannot read the key file");
+        raw_sign(&ra, auth);
     }
     http_client *c = http_new(url, 4);
     for (int k = 0; k < repeat; k++) {
-        http_request_raw(c, method, path, body, blen, have_auth ? auth : NULL, on_raw, NULL);
+        if (fresh && k) raw_sign(&ra, auth);
+        http_request_raw(c, ra.method, ra.path, ra.body, ra.blen, keyf ? auth : NULL, on_raw, NULL);
         http_run(c, NULL, NULL);
     }
     http_free(c);
+    cx_wipe(ra.sk, sizeof ra.sk);
     free(fbody);
     return 0;
 }

@@ -94,8 +94,8 @@ rt_status net_replay_check(net_replay *r, const uint8_t pk[33], const uint8_t no
 /*
  * Verifies a parsed header against the request. Returns RT_OK or
  * RT_UNAUTHENTICATED with *why (an enum net_auth_fail). Does not consult the
- * replay cache (the caller does, after the signature: only genuine requests
- * may occupy it).
+ * replay cache (the caller does, after the signature and the participant
+ * check: only genuine requests by participants may occupy it).
  */
 rt_status net_auth_verify(const net_auth_hdr *h, const char *method, const char *path,
                           const uint8_t *body, size_t len, uint64_t now_unix_ms, uint64_t window_ms,

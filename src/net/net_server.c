@@ -279,15 +279,6 @@ static enum MHD_Result dispatch(req *q)
                     why == NET_AF_STALE ? "request timestamp outside the accepted window"
                                         : "bad request signature");
     }
-    rt_status st = net_replay_check(s->replay, q->auth.pk, q->auth.nonce, now);
-    if (st == RT_ALREADY_EXISTS) {
-        auth_fail(q, NET_AF_REPLAY);
-        return fail(q, RT_UNAUTHENTICATED, "replayed request (pk, nonce already seen)");
-    }
-    if (st != RT_OK) {
-        auth_fail(q, NET_AF_CACHE_FULL);
-        return fail(q, RT_UNAVAILABLE, "replay cache full; retry later");
-    }
     /* 2. Parse. */
     json_t *body = NULL;
     if (q->route != NET_R_WALLET) {
@@ -300,7 +291,7 @@ static enum MHD_Result dispatch(req *q)
         }
     }
     enum MHD_Result ret;
-    st = net_codec_target(q->route, q->wallet_hex, body, &q->call, err, sizeof err);
+    rt_status st = net_codec_target(q->route, q->wallet_hex, body, &q->call, err, sizeof err);
     if (st != RT_OK) {
         ret = send_error(q, st, err, strlen(err), q->call.blame, 0);
         goto out;
@@ -342,6 +333,21 @@ static enum MHD_Result dispatch(req *q)
     if (idx < 0) {
         auth_fail(q, NET_AF_NOT_PARTICIPANT);
         ret = fail(q, RT_PERMISSION_DENIED, "key is not a participant of this wallet");
+        goto out;
+    }
+    /* Replay, only now: the bounded cache holds participants' nonces only,
+     * so a stranger with a fresh key pair cannot fill it and get every
+     * participant refused. Nothing before this point has side effects, so a
+     * replayed request that reached it did no more than a fresh one. */
+    st = net_replay_check(s->replay, q->auth.pk, q->auth.nonce, now);
+    if (st == RT_ALREADY_EXISTS) {
+        auth_fail(q, NET_AF_REPLAY);
+        ret = fail(q, RT_UNAUTHENTICATED, "replayed request (pk, nonce already seen)");
+        goto out;
+    }
+    if (st != RT_OK) {
+        auth_fail(q, NET_AF_CACHE_FULL);
+        ret = fail(q, RT_UNAVAILABLE, "replay cache full; retry later");
         goto out;
     }
     /* 4. The command. */
