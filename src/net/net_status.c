@@ -6,21 +6,31 @@
  */
 #include "net_int.h"
 
+/*
+ * Only the codes of API.md's table go on the wire. The runtime and the guest
+ * use a few more gRPC codes internally; each is folded here into the one the
+ * contract documents for that situation, keeping the message that says why.
+ */
 static const net_http_status table[RT_STATUS_COUNT_] = {
     [RT_OK] = {200, "OK", false},
-    /* Cancelled requests are the ones a draining service failed: retryable. */
-    [RT_CANCELLED] = {503, "CANCELLED", true},
-    [RT_UNKNOWN] = {500, "UNKNOWN", false},
+    /* A queued request failed by an actor restart or a stopping service:
+     * the actor is (being) rebuilt, so retrying is right. */
+    [RT_CANCELLED] = {503, "UNAVAILABLE", true},
+    [RT_UNKNOWN] = {500, "INTERNAL", false},
     [RT_INVALID_ARGUMENT] = {400, "INVALID_ARGUMENT", false},
     [RT_DEADLINE_EXCEEDED] = {504, "DEADLINE_EXCEEDED", false},
     [RT_NOT_FOUND] = {404, "NOT_FOUND", false},
-    [RT_ALREADY_EXISTS] = {409, "ALREADY_EXISTS", false},
+    /* A message not valid in the session's current state ("the wallet
+     * already exists", "DKG round 1 is over", a protocol bound): the
+     * request is wrong for now, as the message explains. */
+    [RT_ALREADY_EXISTS] = {400, "INVALID_ARGUMENT", false},
     [RT_PERMISSION_DENIED] = {403, "PERMISSION_DENIED", false},
     [RT_RESOURCE_EXHAUSTED] = {429, "RESOURCE_EXHAUSTED", true},
-    [RT_FAILED_PRECONDITION] = {409, "FAILED_PRECONDITION", false},
+    [RT_FAILED_PRECONDITION] = {400, "INVALID_ARGUMENT", false},
     [RT_ABORTED] = {409, "ABORTED", false},
-    [RT_OUT_OF_RANGE] = {400, "OUT_OF_RANGE", false},
-    [RT_UNIMPLEMENTED] = {501, "UNIMPLEMENTED", false},
+    [RT_OUT_OF_RANGE] = {400, "INVALID_ARGUMENT", false},
+    /* An unknown command or command version: nothing serves it. */
+    [RT_UNIMPLEMENTED] = {404, "NOT_FOUND", false},
     [RT_INTERNAL] = {500, "INTERNAL", false},
     [RT_UNAVAILABLE] = {503, "UNAVAILABLE", true},
     [RT_DATA_LOSS] = {500, "DATA_LOSS", false},

@@ -204,6 +204,37 @@ static void test_replay(void **state)
     net_replay_free(r);
 }
 
+/* API.md, "Errors": the only codes that may appear on the wire, with their
+ * HTTP status and whether Retry-After is set. */
+static const struct {
+    const char *code;
+    unsigned http;
+    int retry;
+} api_codes[] = {
+    {"INVALID_ARGUMENT", 400, 0},   {"UNAUTHENTICATED", 401, 0}, {"PERMISSION_DENIED", 403, 0},
+    {"NOT_FOUND", 404, 0},          {"ABORTED", 409, 0},         {"PAYLOAD_TOO_LARGE", 413, 0},
+    {"RESOURCE_EXHAUSTED", 429, 1}, {"INTERNAL", 500, 0},        {"UNAVAILABLE", 503, 1},
+    {"DEADLINE_EXCEEDED", 504, 0},  {"DATA_LOSS", 500, 0},
+};
+
+static void assert_documented(int st)
+{
+    const net_http_status *h = net_status_http(st);
+    if (st == RT_OK) {
+        assert_int_equal(h->http, 200);
+        return;
+    }
+    for (size_t i = 0; i < sizeof api_codes / sizeof api_codes[0]; i++)
+        if (!strcmp(h->code, api_codes[i].code)) {
+            if (h->http != api_codes[i].http || h->retry_after != api_codes[i].retry)
+                fail_msg("status %d -> %s %u retry %d; API.md says %u retry %d", st, h->code,
+                         h->http, h->retry_after, api_codes[i].http, api_codes[i].retry);
+            return;
+        }
+    fail_msg("status %d (%s) -> code %s, which API.md does not list", st, rt_status_name(st),
+             h->code);
+}
+
 static void test_status_table(void **state)
 {
     (void)state;
@@ -225,7 +256,15 @@ static void test_status_table(void **state)
         {RT_DEADLINE_EXCEEDED, 504, "DEADLINE_EXCEEDED", 0},
         {RT_DATA_LOSS, 500, "DATA_LOSS", 0},
         {RT_OK, 200, "OK", 0},
-        {999, 500, "UNKNOWN", 0},
+        /* internal codes folded into documented ones */
+        {RT_CANCELLED, 503, "UNAVAILABLE", 1},
+        {RT_ALREADY_EXISTS, 400, "INVALID_ARGUMENT", 0},
+        {RT_FAILED_PRECONDITION, 400, "INVALID_ARGUMENT", 0},
+        {RT_OUT_OF_RANGE, 400, "INVALID_ARGUMENT", 0},
+        {RT_UNIMPLEMENTED, 404, "NOT_FOUND", 0},
+        {RT_UNKNOWN, 500, "INTERNAL", 0},
+        {999, 500, "INTERNAL", 0},
+        {-1, 500, "INTERNAL", 0},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const net_http_status *h = net_status_http(rows[i].st);
@@ -233,6 +272,12 @@ static void test_status_table(void **state)
         assert_string_equal(h->code, rows[i].code);
         assert_int_equal(h->retry_after, rows[i].retry);
     }
+    /* Whatever a layer reports, the wire carries one of API.md's codes. */
+    for (int st = 0; st < RT_STATUS_COUNT_; st++)
+        assert_documented(st);
+    assert_documented(-1);
+    assert_documented(RT_STATUS_COUNT_);
+    assert_documented(NET_ST_PAYLOAD_TOO_LARGE);
 }
 
 int main(void)
