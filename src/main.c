@@ -61,6 +61,7 @@ static void logkv(const char *level, const char *event, const char *fmt, ...)
 typedef struct config {
     char listen[128];
     char data_dir[512];
+    char master_key[512];
     char config_file[512];
     uint64_t workers, mailbox_size, idle_threshold_ms, evict_quantum_ms, tick_interval_ms,
         max_resident, rendezvous_deadline_ms, cpu_budget_ms, restart_max, restart_window_ms,
@@ -83,6 +84,9 @@ typedef struct opt {
 static const opt opts[] = {
     {"listen", T_STR, S(listen), "127.0.0.1:7074", "HOST:PORT to serve HTTP on"},
     {"data_dir", T_STR, S(data_dir), "./data", "store, master key and host key directory"},
+    {"master_key", T_STR, S(master_key), "",
+     "store master key file (empty = DATA_DIR/master.key, created on first start; a "
+     "configured file must exist)"},
     {"workers", T_U64, S(workers), "0", "actor worker threads (0 = cores)"},
     {"mailbox_size", T_U64, S(mailbox_size), "256", "messages queued per wallet actor"},
     {"idle_threshold_ms", T_U64, S(idle_threshold_ms), "1800000",
@@ -91,9 +95,9 @@ static const opt opts[] = {
     {"tick_interval_ms", T_U64, S(tick_interval_ms), "60000",
      "housekeeping tick (expire sessions, wipe nonces)"},
     {"max_resident", T_U64, S(max_resident), "0", "cap on resident actors (0 = none)"},
-    {"rendezvous_deadline_ms", T_U64, S(rendezvous_deadline_ms), "30000",
+    {"rendezvous_deadline_ms", T_U64, S(rendezvous_deadline_ms), "60000",
      "how long a round waits for the other devices"},
-    {"cpu_budget_ms", T_U64, S(cpu_budget_ms), "1000", "guest CPU budget per message"},
+    {"cpu_budget_ms", T_U64, S(cpu_budget_ms), "100", "guest CPU budget per message"},
     {"restart_max", T_U64, S(restart_max), "5", "actor restarts allowed per window ..."},
     {"restart_window_ms", T_U64, S(restart_window_ms), "10000", "... before quarantine"},
     {"quarantine_base_ms", T_U64, S(quarantine_base_ms), "1000",
@@ -197,9 +201,14 @@ static void usage(FILE *f)
         snprintf(flag, sizeof flag, "--%s", opts[i].name);
         for (char *p = flag + 2; *p; p++)
             if (*p == '_') *p = '-';
-        fprintf(f, "  %-28s %s (default %s)\n", flag, opts[i].help, opts[i].def);
+        if (*opts[i].def)
+            fprintf(f, "  %-28s %s (default %s)\n", flag, opts[i].help, opts[i].def);
+        else
+            fprintf(f, "  %-28s %s\n", flag, opts[i].help);
     }
-    fprintf(f, "\nSee cosignerd(8).\n");
+    fprintf(f, "\nThe INI file may also be named by COSIGNERD_CONFIG (--config wins).\n"
+               "Precedence: defaults < INI file < COSIGNERD_<KEY> < --key VALUE.\n"
+               "See cosignerd(8).\n");
 }
 
 /* Returns 0 ok, 1 exit success (help/version), -1 error. */
@@ -538,7 +547,8 @@ int main(int argc, char **argv)
 
     char err[256] = "";
     store *st = NULL;
-    rt_status s = store_open(c.data_dir, NULL, &st, err, sizeof err);
+    store_options so = {.key_path = *c.master_key ? c.master_key : NULL};
+    rt_status s = store_open(c.data_dir, &so, &st, err, sizeof err);
     if (s != RT_OK) {
         logkv("error", "store_open_failed", "path=%s status=%s reason=\"%s\"", c.data_dir,
               rt_status_name(s), err);

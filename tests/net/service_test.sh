@@ -4,7 +4,7 @@
 #
 #   service_test.sh COSIGNERD COSIGNER_CLI SECTION
 #
-# SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault
+# SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault | config
 set -euo pipefail
 D=$1
 CLI=$2
@@ -328,6 +328,103 @@ fault)
     cli --json sign --wallet "$T/v.json" --msg 00 | grep -q '"verified":true' || fail "other wallet after fault"
     cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "faulted wallet after fault"
     [ "$(metric cosignerd_handler_faults_total)" -ge 1 ] || fail "fault not counted"
+    stop
+    ;;
+config)
+    unset $(env | grep -o '^COSIGNERD_[A-Z_]*') 2>/dev/null || true
+    # bad_config WANT_MESSAGE [env NAME=VALUE...] -- ARGS...: exit 2, message on stderr
+    bad_config() {
+        local want=$1 rc=0
+        shift
+        local envs=()
+        while [ "$1" != -- ]; do envs+=("$1"); shift; done
+        shift
+        env "${envs[@]}" "$D" "$@" >"$T/out" 2>"$T/err" || rc=$?
+        [ $rc = 2 ] || fail "$* -> exit $rc (want 2): $(cat "$T/err")"
+        grep -qF -- "$want" "$T/err" || fail "$* -> stderr \"$(cat "$T/err")\" (want \"$want\")"
+    }
+    effective() { # effective OPTION [env NAME=VALUE...] -- ARGS...: value from --check-config
+        local name=$1
+        shift
+        local envs=()
+        while [ "$1" != -- ]; do envs+=("$1"); shift; done
+        shift
+        env "${envs[@]}" "$D" --check-config "$@" | awk -F' = ' -v n="$name" '$1 == n { print $2 }'
+    }
+    # --help, --version, --check-config
+    out=$("$D" --help) || fail "--help exited $?"
+    for o in --listen --data-dir --master-key --config --check-config --cpu-budget-ms \
+        --rendezvous-deadline-ms --replay-cache-entries COSIGNERD_CONFIG; do
+        grep -q -- "$o" <<<"$out" || fail "--help does not mention $o"
+    done
+    ver=$("$D" --version) || fail "--version exited $?"
+    grep -qE '^cosignerd [0-9]+\.[0-9]+\.[0-9]+' <<<"$ver" || fail "--version printed: $ver"
+    out=$("$D" --check-config) || fail "--check-config exited $?"
+    grep -qx 'config ok' <<<"$out" || fail "--check-config: $out"
+    grep -qx 'cpu_budget_ms = 100' <<<"$out" || fail "cpu_budget_ms default: $out"
+    grep -qx 'rendezvous_deadline_ms = 60000' <<<"$out" || fail "rendezvous_deadline_ms default"
+    grep -qx 'master_key = ' <<<"$out" || fail "master_key default (empty = DATA_DIR/master.key)"
+    grep -qx 'listen = 127.0.0.1:7074' <<<"$out" || fail "listen default"
+    # precedence: default < INI file < COSIGNERD_* < flag, one option through all four
+    printf '; test\n[limits]\nmailbox_size = 11\n' >"$T/c.ini"
+    [ "$(effective mailbox_size --)" = 256 ] || fail "default"
+    [ "$(effective mailbox_size -- --config "$T/c.ini")" = 11 ] || fail "INI over default"
+    [ "$(effective mailbox_size COSIGNERD_CONFIG="$T/c.ini" --)" = 11 ] || fail "COSIGNERD_CONFIG"
+    [ "$(effective mailbox_size COSIGNERD_MAILBOX_SIZE=22 -- --config "$T/c.ini")" = 22 ] ||
+        fail "environment over INI"
+    [ "$(effective mailbox_size COSIGNERD_MAILBOX_SIZE=22 -- --config "$T/c.ini" --mailbox-size 33)" = 33 ] ||
+        fail "flag over environment"
+    [ "$(effective mailbox_size COSIGNERD_MAILBOX_SIZE=22 -- --mailbox_size=44 --config="$T/c.ini")" = 44 ] ||
+        fail "--key=VALUE form"
+    [ "$(effective master_key -- --master-key "$T/some.key")" = "$T/some.key" ] || fail "master_key flag"
+    # configuration errors: exit 2, a message naming the problem
+    bad_config 'unknown option --no-such-option' -- --check-config --no-such-option 1
+    bad_config 'mailbox_size: expected a non-negative integer, got "12x"' -- --check-config --mailbox-size 12x
+    bad_config 'workers: expected a non-negative integer, got "-1"' -- --check-config --workers -1
+    bad_config 'COSIGNERD_IDLE_THRESHOLD_MS: idle_threshold_ms: expected a non-negative integer' \
+        COSIGNERD_IDLE_THRESHOLD_MS=soon -- --check-config
+    bad_config 'fault_injection: expected a boolean, got "maybe"' -- --check-config --fault-injection maybe
+    printf '[main]\nlisten = 127.0.0.1:0\nbogus_key = 1\n' >"$T/bad.ini"
+    bad_config "$T/bad.ini:3: unknown option \"bogus_key\"" -- --check-config --config "$T/bad.ini"
+    bad_config "cannot read config file $T/none.ini" -- --check-config --config "$T/none.ini"
+    bad_config '--listen needs a value' -- --check-config --listen
+    bad_config 'listen: expected HOST:PORT' -- --check-config --listen nowhere
+    # a bad configuration stops before anything is created
+    bad_config 'unknown option --bogus' -- --listen 127.0.0.1:0 --data-dir "$T/never" --bogus 1
+    [ ! -e "$T/never" ] || fail "a refused configuration created the data dir"
+    # master_key: a configured key file is never created
+    rc=0
+    "$D" --listen 127.0.0.1:0 --data-dir "$T/fresh" --master-key "$T/absent.key" 2>"$T/err" || rc=$?
+    [ $rc = 1 ] || fail "missing configured master key -> exit $rc: $(cat "$T/err")"
+    grep -q 'level=error event=store_open_failed .*cannot open master key' "$T/err" ||
+        fail "missing configured master key: $(cat "$T/err")"
+    [ ! -e "$T/absent.key" ] && [ ! -e "$T/fresh/master.key" ] || fail "a master key was created"
+    # a provisioned key serves the store; nothing is written to DATA_DIR/master.key
+    head -c 32 /dev/urandom >"$T/mk"
+    chmod 600 "$T/mk"
+    start --master-key "$T/mk"
+    cli dkg --t 2 --devices 1 --out "$T/w.json" >/dev/null || fail "dkg with a configured master key"
+    stop
+    [ ! -e "$T/data/master.key" ] || fail "master.key created beside a configured key"
+    # the existing store without its key, or with another: start-up error, never a new key
+    rc=0
+    "$D" --listen 127.0.0.1:0 --data-dir "$T/data" 2>"$T/err" || rc=$?
+    [ $rc = 1 ] || fail "store without its key -> exit $rc"
+    grep -q 'event=store_open_failed .*master key .*is missing' "$T/err" || fail "store without its key: $(cat "$T/err")"
+    [ ! -e "$T/data/master.key" ] || fail "a new master key was created for an existing store"
+    head -c 32 /dev/urandom >"$T/other"
+    chmod 600 "$T/other"
+    rc=0
+    "$D" --listen 127.0.0.1:0 --data-dir "$T/data" --master-key "$T/other" 2>"$T/err" || rc=$?
+    [ $rc = 1 ] || fail "store with another key -> exit $rc"
+    grep -q 'event=store_open_failed .*does not belong to this store' "$T/err" || fail "another key: $(cat "$T/err")"
+    ! grep -q 'event=started' "$T/err" || fail "started with the wrong key"
+    # and with its key again, the wallet is there
+    STARTS=2
+    start --master-key "$T/mk"
+    cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "sign after key checks"
+    [ "$(cli --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')" = "$(awk '{ print $2 }' <<<"$ver")" ] ||
+        fail "--version and /v1/info disagree: $ver"
     stop
     ;;
 *)
