@@ -36,8 +36,63 @@
 
 /* ---- logging ----------------------------------------------------------- */
 
+/*
+ * A value for key=value: as is when it is one plain token, else in double
+ * quotes with \" \\ \n \r \t and \xNN escapes, so an event is always one
+ * line and a value (a path, an error text) can never forge another key.
+ * quote = 1 quotes even a plain token (free text such as reason=).
+ * Truncated, still well-formed, to fit cap.
+ */
+static const char *kv(char *buf, size_t cap, const char *v, int quote)
+{
+    if (!v) v = "";
+    int plain = *v != 0 && !quote;
+    for (const unsigned char *p = (const unsigned char *)v; *p && plain; p++)
+        if (*p <= ' ' || *p == '"' || *p == '\\' || *p == '=' || *p == 0x7f) plain = 0;
+    if (plain) return v;
+    size_t n = 0;
+    buf[n++] = '"';
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        char e[8];
+        int el;
+        switch (*p) {
+        case '"':
+            el = snprintf(e, sizeof e, "\\\"");
+            break;
+        case '\\':
+            el = snprintf(e, sizeof e, "\\\\");
+            break;
+        case '\n':
+            el = snprintf(e, sizeof e, "\\n");
+            break;
+        case '\r':
+            el = snprintf(e, sizeof e, "\\r");
+            break;
+        case '\t':
+            el = snprintf(e, sizeof e, "\\t");
+            break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                el = snprintf(e, sizeof e, "\\x%02x", *p);
+            else
+                e[0] = (char)*p, el = 1;
+        }
+        if (n + (size_t)el + 2 > cap) break; /* room for the closing quote and NUL */
+        memcpy(buf + n, e, (size_t)el);
+        n += (size_t)el;
+    }
+    buf[n++] = '"';
+    buf[n] = 0;
+    return buf;
+}
+/* For logkv's arguments: the buffer lives until the end of the statement's block. */
+#define KV(v) kv((char[512]){0}, 512, (v), 0)
+#define KVQ(v) kv((char[512]){0}, 512, (v), 1)
+
 /* One line per event, key=value, to stderr (journald adds the timestamp
- * under systemd; we add ours for plain terminals). Never a secret. */
+ * under systemd; we add ours for plain terminals). Never a secret. String
+ * values go through KV()/KVQ(); a control character that still reaches the
+ * line is replaced, so one event stays one line. */
 static void logkv(const char *level, const char *event, const char *fmt, ...)
 {
     char ts[32];
@@ -53,6 +108,8 @@ static void logkv(const char *level, const char *event, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
     }
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     fprintf(stderr, "ts=%s level=%s event=%s%s%s\n", ts, level, event, *msg ? " " : "", msg);
 }
 
@@ -349,17 +406,18 @@ static int host_key(const char *dir, uint8_t sk[32], uint8_t pk[33])
     if (fd >= 0) {
         struct stat st;
         if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-            logkv("warn", "host_key_permissions", "path=%s mode=%o", path, st.st_mode & 0777);
+            logkv("warn", "host_key_permissions", "path=%s mode=%o", KV(path), st.st_mode & 0777);
         ssize_t r = read(fd, sk, 32);
         close(fd);
         if (r != 32 || !cx_pubkey_from_seckey(pk, sk)) {
-            logkv("error", "host_key_invalid", "path=%s", path);
+            logkv("error", "host_key_invalid", "path=%s", KV(path));
             return 0;
         }
         return 1;
     }
     if (errno != ENOENT) {
-        logkv("error", "host_key_unreadable", "path=%s errno=%d", path, errno);
+        logkv("error", "host_key_unreadable", "path=%s errno=%d reason=%s", KV(path), errno,
+              KVQ(strerror(errno)));
         return 0;
     }
     do
@@ -370,7 +428,8 @@ static int host_key(const char *dir, uint8_t sk[32], uint8_t pk[33])
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, sk, 32) != 32 || fsync(fd) != 0 || close(fd) != 0 ||
         rename(tmp, path) != 0) {
-        logkv("error", "host_key_create_failed", "path=%s errno=%d", path, errno);
+        logkv("error", "host_key_create_failed", "path=%s errno=%d reason=%s", KV(path), errno,
+              KVQ(strerror(errno)));
         return 0;
     }
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -378,7 +437,7 @@ static int host_key(const char *dir, uint8_t sk[32], uint8_t pk[33])
         fsync(dfd);
         close(dfd);
     }
-    logkv("info", "host_key_created", "path=%s", path);
+    logkv("info", "host_key_created", "path=%s", KV(path));
     return 1;
 }
 
@@ -496,6 +555,35 @@ static void metrics_extra(void *ud, FILE *f)
     behaviour_metrics(f);
 }
 
+/* ---- runtime events ---------------------------------------------------- */
+
+/*
+ * One log line per supervision event. Runs on a runtime thread (never under
+ * an actor lock): formatting and one write(2), nothing that waits. The
+ * wallet id is public (a hash of the participants' public keys); reasons
+ * are the runtime's and the sandbox's fixed texts, never request data.
+ */
+static void on_rt_event(void *ud, const rt_event *ev)
+{
+    (void)ud;
+    char wallet[65];
+    net_hex_encode(wallet, ev->key->b, 32);
+    const char *level = ev->kind == RT_EV_COMMIT_FAILED ||
+                                (ev->kind == RT_EV_ACTIVATION_FAILED && ev->status == RT_DATA_LOSS)
+                            ? "error"
+                            : "warn";
+    const char *name = rt_event_name(ev->kind);
+    if (ev->kind == RT_EV_HANDLER_FAULT)
+        logkv(level, name, "wallet=%s kind=%s status=%s reason=%s", wallet, KV(ev->fault),
+              rt_status_name(ev->status), KVQ(ev->reason));
+    else if (ev->kind == RT_EV_ACTOR_QUARANTINED)
+        logkv(level, name, "wallet=%s status=%s retry_after_ms=%" PRIu64 " reason=%s", wallet,
+              rt_status_name(ev->status), ev->retry_after_ms, KVQ(ev->reason));
+    else
+        logkv(level, name, "wallet=%s status=%s reason=%s", wallet, rt_status_name(ev->status),
+              KVQ(ev->reason));
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -539,7 +627,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (mkdir(c.data_dir, 0700) != 0 && errno != EEXIST) {
-        logkv("error", "data_dir_failed", "path=%s errno=%d", c.data_dir, errno);
+        logkv("error", "data_dir_failed", "path=%s errno=%d reason=%s", KV(c.data_dir), errno,
+              KVQ(strerror(errno)));
         return 1;
     }
     uint8_t sk[32], pk[33];
@@ -550,8 +639,8 @@ int main(int argc, char **argv)
     store_options so = {.key_path = *c.master_key ? c.master_key : NULL};
     rt_status s = store_open(c.data_dir, &so, &st, err, sizeof err);
     if (s != RT_OK) {
-        logkv("error", "store_open_failed", "path=%s status=%s reason=\"%s\"", c.data_dir,
-              rt_status_name(s), err);
+        logkv("error", "store_open_failed", "path=%s status=%s reason=%s", KV(c.data_dir),
+              rt_status_name(s), KVQ(err));
         cx_wipe(sk, sizeof sk);
         return 1;
     }
@@ -585,6 +674,7 @@ int main(int argc, char **argv)
         .quarantine_base_ms = c.quarantine_base_ms,
         .behaviour = beh,
         .persist = &commit_lat.outer,
+        .on_event = on_rt_event,
     };
     rt_runtime *rt = NULL;
     s = rt_start(&rc, &rt);
@@ -621,7 +711,7 @@ int main(int argc, char **argv)
     net_server *srv = NULL;
     s = net_start(&nc, &srv);
     if (s != RT_OK) {
-        logkv("error", "listen_failed", "listen=%s status=%s", c.listen, rt_status_name(s));
+        logkv("error", "listen_failed", "listen=%s status=%s", KV(c.listen), rt_status_name(s));
         rt_stop(rt);
         behaviour_close();
         store_close(st);
@@ -633,7 +723,7 @@ int main(int argc, char **argv)
     logkv("info", "started",
           "version=%s listen=%s:%u data_dir=%s hostpubkey=%s behaviour=%s workers=%" PRIu64
           " idle_threshold_ms=%" PRIu64 " fault_injection=%d",
-          CG_VERSION, host, net_port(srv), c.data_dir, pkh, behaviour_name(), c.workers,
+          CG_VERSION, host, net_port(srv), KV(c.data_dir), pkh, KV(behaviour_name()), c.workers,
           c.idle_threshold_ms, (int)c.fault_injection);
     fprintf(stderr,
             "\ncosignerd is listening on http://%s:%u\n"
@@ -662,7 +752,8 @@ int main(int argc, char **argv)
             logkv("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
             break;
         }
-        if (sig == SIGHUP) logkv("info", "sighup_ignored", "reason=\"restart to reconfigure\"");
+        if (sig == SIGHUP)
+            logkv("info", "sighup_ignored", "reason=%s", KVQ("restart to reconfigure"));
         if (wd_us) sd_notify(0, "WATCHDOG=1");
         /* Evicted actors free their memory into malloc's free lists, which
          * glibc keeps, and leave their records mapped from the store file;

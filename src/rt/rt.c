@@ -138,7 +138,8 @@ struct rt_ctx {
     rt_actor *a;
     rt_mnode *m; /* current client message, NULL in tick() */
     int replied, parked, dirty;
-    rt_slot *out; /* replies produced by this invocation, delivered after it */
+    rt_slot *out;           /* replies produced by this invocation, delivered after it */
+    const char *fault_kind; /* rt_ctx_note_fault() */
 };
 
 #define STAT_ADD(rt, f, n) atomic_fetch_add_explicit(&(rt)->st.f, (n), memory_order_relaxed)
@@ -168,6 +169,7 @@ static uint64_t coarse_ms(void)
 static _Thread_local int tl_rcu_registered;
 static _Thread_local int tl_is_worker;
 static _Thread_local sigjmp_buf *tl_jmp;
+static _Thread_local const char *tl_panic_why; /* rt_panic()'s text, for the event */
 static pthread_key_t rcu_key;
 static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
 
@@ -340,7 +342,10 @@ static void schedule_locked(rt_runtime *rt, rt_actor *a)
 
 _Noreturn void rt_panic(const char *why)
 {
-    if (tl_jmp) siglongjmp(*tl_jmp, 1);
+    if (tl_jmp) {
+        tl_panic_why = why;
+        siglongjmp(*tl_jmp, 1);
+    }
     fprintf(stderr, "rt_panic outside a behaviour callback: %s\n", why ? why : "");
     abort();
 }
@@ -359,6 +364,7 @@ typedef struct guard_args {
     uint8_t **snap;
     size_t *snap_len;
     uint64_t now;
+    const char *why; /* set when it panicked: rt_panic()'s text */
 } guard_args;
 
 /* Runs one behaviour callback with rt_panic() armed. *panicked tells a
@@ -371,6 +377,8 @@ static rt_status guarded(guard_args *g, int *panicked)
     if (sigsetjmp(jb, 0)) {
         tl_jmp = prev;
         *panicked = 1;
+        g->why = tl_panic_why ? tl_panic_why : "panic";
+        tl_panic_why = NULL;
         return RT_INTERNAL;
     }
     tl_jmp = &jb;
@@ -577,12 +585,45 @@ const rt_key *rt_ctx_key(const rt_ctx *ctx)
     return &ctx->a->key;
 }
 
+void rt_ctx_note_fault(rt_ctx *ctx, const char *kind)
+{
+    ctx->fault_kind = kind;
+}
+
+/* ------------------------------------------------------------ events -- */
+
+const char *rt_event_name(rt_event_kind kind)
+{
+    static const char *const names[RT_EV_COUNT_] = {
+        [RT_EV_ACTOR_RESTART] = "actor_restart", [RT_EV_ACTOR_QUARANTINED] = "actor_quarantined",
+        [RT_EV_HANDLER_FAULT] = "handler_fault", [RT_EV_ACTIVATION_FAILED] = "activation_failed",
+        [RT_EV_COMMIT_FAILED] = "commit_failed",
+    };
+    return (unsigned)kind < RT_EV_COUNT_ ? names[kind] : "unknown";
+}
+
+/* Tells the configured hook. Never called with an actor or queue lock held. */
+static void emit(rt_runtime *rt, rt_event_kind kind, const rt_key *key, rt_status st,
+                 const char *fault, const char *reason, uint64_t retry_after_ms)
+{
+    if (!rt->cfg.on_event) return;
+    rt_event ev = {.kind = kind,
+                   .key = key,
+                   .status = st,
+                   .fault = fault,
+                   .reason = reason ? reason : "",
+                   .retry_after_ms = retry_after_ms};
+    rt->cfg.on_event(rt->cfg.event_ud, &ev);
+}
+
 /* -------------------------------------------------------- supervision -- */
 
-/* Counts one restart; quarantines when the intensity is exceeded. Owner only. */
-static void count_restart(rt_runtime *rt, rt_actor *a, uint64_t now)
+/* Counts one restart; quarantines when the intensity is exceeded. Owner
+ * only. st and why are what the callers were told, for the event. */
+static void count_restart(rt_runtime *rt, rt_actor *a, uint64_t now, rt_status st, const char *why)
 {
     STAT_ADD(rt, restarts, 1);
+    uint64_t quarantined_for = 0;
     pthread_mutex_lock(&a->mu);
     rt_ext *e = ext_of(a);
     if (e) {
@@ -602,9 +643,14 @@ static void count_restart(rt_runtime *rt, rt_actor *a, uint64_t now)
             e->rs_count = 0;
             e->rs_window_start = now;
             STAT_ADD(rt, quarantines, 1);
+            quarantined_for = backoff;
         }
     }
     pthread_mutex_unlock(&a->mu);
+    emit(rt, RT_EV_ACTOR_RESTART, &a->key, st, NULL, why, 0);
+    if (quarantined_for)
+        emit(rt, RT_EV_ACTOR_QUARANTINED, &a->key, RT_UNAVAILABLE, NULL,
+             "restart intensity exceeded", quarantined_for);
 }
 
 /* life is read by senders under the lock; only the owner changes it. */
@@ -660,9 +706,12 @@ static rt_status activate(rt_runtime *rt, rt_actor *a, uint32_t *retry)
                 pthread_mutex_lock(&a->mu);
                 if (ext_of(a)) a->ext->dl_until = now + rt->cfg.quarantine_base_ms;
                 pthread_mutex_unlock(&a->mu);
+                emit(rt, RT_EV_ACTIVATION_FAILED, &a->key, RT_DATA_LOSS, NULL,
+                     "record failed authentication", 0);
                 return RT_DATA_LOSS;
             }
-            count_restart(rt, a, now);
+            emit(rt, RT_EV_ACTIVATION_FAILED, &a->key, ls, NULL, "record could not be loaded", 0);
+            count_restart(rt, a, now, RT_UNAVAILABLE, "activation failed");
             return RT_UNAVAILABLE;
         }
     }
@@ -683,13 +732,17 @@ static rt_status activate(rt_runtime *rt, rt_actor *a, uint32_t *retry)
         pthread_mutex_lock(&a->mu);
         if (ext_of(a)) a->ext->dl_until = now + rt->cfg.quarantine_base_ms;
         pthread_mutex_unlock(&a->mu);
+        emit(rt, RT_EV_ACTIVATION_FAILED, &a->key, RT_DATA_LOSS, NULL,
+             "record refused by the behaviour", 0);
         return RT_DATA_LOSS;
     }
     if (st != RT_OK) {
         /* A half-built instance after a panic is unrecoverable state; the
          * behaviour must not hand one out, so there is nothing to destroy. */
         STAT_ADD(rt, activation_failures, 1);
-        count_restart(rt, a, now);
+        emit(rt, RT_EV_ACTIVATION_FAILED, &a->key, st, NULL,
+             panicked ? g.why : "instance could not be built", 0);
+        count_restart(rt, a, now, RT_UNAVAILABLE, "activation failed");
         return RT_UNAVAILABLE;
     }
     a->inst = inst;
@@ -709,7 +762,7 @@ static void actor_restart(rt_runtime *rt, rt_actor *a, rt_mnode *cur, run_state 
     /* Counted, and the queue taken, before anyone is told: a caller told
      * UNAVAILABLE already sees the quarantine, and what it sends next goes
      * to the fresh instance instead of being cancelled with this queue. */
-    count_restart(rt, a, rt_now_ms());
+    count_restart(rt, a, rt_now_ms(), RT_UNAVAILABLE, "actor loop fault");
     pthread_mutex_lock(&a->mu);
     rt_mnode *q = a->mb_head;
     a->mb_head = a->mb_tail = NULL;
@@ -728,11 +781,18 @@ static void actor_restart(rt_runtime *rt, rt_actor *a, rt_mnode *cur, run_state 
 }
 #endif
 
-/* Handler fault: only the current caller hears about it. Owner only. */
-static void handler_fault(rt_runtime *rt, rt_actor *a, rt_ctx *ctx, rt_status st)
+/* Handler fault: only the current caller hears about it. Owner only. kind
+ * and why describe it for the event (NULL: derived from st). */
+static void handler_fault(rt_runtime *rt, rt_actor *a, rt_ctx *ctx, rt_status st, const char *kind,
+                          const char *why)
 {
     STAT_ADD(rt, handler_faults, 1);
     if (st == RT_DEADLINE_EXCEEDED) STAT_ADD(rt, handler_timeouts, 1);
+    if (!kind) kind = ctx->fault_kind;
+    if (!kind) kind = st == RT_DEADLINE_EXCEEDED ? "timeout" : "error";
+    if (!why) why = st == RT_DEADLINE_EXCEEDED ? "handler ran out of time" : "handler panicked";
+    emit(rt, RT_EV_HANDLER_FAULT, &a->key,
+         st == RT_DEADLINE_EXCEEDED ? RT_DEADLINE_EXCEEDED : RT_INTERNAL, kind, why, 0);
     rt_slot *cur = ctx->m ? ctx->m->slot : NULL;
     int cur_in_out = 0;
     /* Replies produced by the faulting invocation came from corrupt state. */
@@ -777,6 +837,8 @@ static void commit_done(void *arg, rt_status st)
     rt_commit *c = arg;
     rt_runtime *rt = c->rt;
     rt_actor *a = c->a;
+    /* Before the actor is handed back: until then this commit owns it. */
+    if (st != RT_OK) emit(rt, RT_EV_COMMIT_FAILED, &a->key, st, NULL, "storage failure", 0);
     pthread_mutex_lock(&a->mu);
     if (st == RT_OK)
         a->version = c->version;
@@ -810,7 +872,10 @@ static int invoke(rt_runtime *rt, rt_actor *a, rt_mnode *m, run_state *rs)
     rt_status st = guarded(&g, &panicked);
     if (!m->slot) free(m);
     if (st != RT_OK) {
-        handler_fault(rt, a, &ctx, panicked ? RT_INTERNAL : st);
+        if (panicked)
+            handler_fault(rt, a, &ctx, RT_INTERNAL, "panic", g.why);
+        else
+            handler_fault(rt, a, &ctx, st, NULL, NULL);
         return P_NEXT;
     }
     if (ctx.m && !ctx.replied && !ctx.parked)
@@ -823,13 +888,14 @@ static int invoke(rt_runtime *rt, rt_actor *a, rt_mnode *m, run_state *rs)
         st = guarded(&sg, &panicked);
         if (st != RT_OK) {
             free(rec);
-            handler_fault(rt, a, &ctx, RT_INTERNAL);
+            handler_fault(rt, a, &ctx, RT_INTERNAL, "snapshot",
+                          panicked ? sg.why : "snapshot failed");
             return P_NEXT;
         }
         rt_commit *c = malloc(sizeof *c);
         if (!c) {
             free(rec);
-            handler_fault(rt, a, &ctx, RT_INTERNAL);
+            handler_fault(rt, a, &ctx, RT_INTERNAL, "out_of_memory", "no memory for the commit");
             return P_NEXT;
         }
         *c = (rt_commit){.rt = rt, .a = a, .version = a->version + 1, .held = ctx.out};

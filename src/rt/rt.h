@@ -128,6 +128,11 @@ rt_status rt_ctx_complete(rt_ctx *ctx, rt_park_id id, rt_status st, const void *
                           uint64_t blame);
 /* Durable state changed during this invocation. */
 void rt_ctx_mark_dirty(rt_ctx *ctx);
+/* Names the fault that the coming non-OK return from handle() or tick()
+ * reports (e.g. the sandbox's trap kind "oob"), for the handler_fault event.
+ * kind must be a static string. Optional: without it the runtime says
+ * "panic", "timeout" or "error". */
+void rt_ctx_note_fault(rt_ctx *ctx, const char *kind);
 /* The key of the actor being run. */
 const rt_key *rt_ctx_key(const rt_ctx *ctx);
 
@@ -160,6 +165,51 @@ typedef struct rt_persist {
     void *ud;
 } rt_persist;
 
+/* -------------------------------------------------------------- events -- */
+
+/*
+ * What the supervisor did, one event per occurrence, for the daemon's log:
+ * rt_stats counts them, an event says which actor and why.
+ *
+ * ACTOR_RESTART      an actor-level fault (injected actor-loop fault, a failed
+ *                    activation other than DATA_LOSS): in-flight callers got
+ *                    status, the instance is rebuilt on the next message.
+ * ACTOR_QUARANTINED  restarts beyond the intensity: the actor is refused for
+ *                    retry_after_ms (follows the ACTOR_RESTART that tipped it).
+ * HANDLER_FAULT      handle(), tick() or snapshot() faulted: the caller got
+ *                    status, the instance is discarded; fault names the kind
+ *                    ("panic", "timeout", "error", "snapshot" or the one the
+ *                    behaviour noted with rt_ctx_note_fault()).
+ * ACTIVATION_FAILED  load() or create() failed with status (DATA_LOSS: the
+ *                    record is refused; anything else also counts a restart).
+ * COMMIT_FAILED      a save failed with status: the actor's state is rolled
+ *                    back to its last durable record.
+ */
+typedef enum rt_event_kind {
+    RT_EV_ACTOR_RESTART = 0,
+    RT_EV_ACTOR_QUARANTINED,
+    RT_EV_HANDLER_FAULT,
+    RT_EV_ACTIVATION_FAILED,
+    RT_EV_COMMIT_FAILED,
+    RT_EV_COUNT_
+} rt_event_kind;
+
+/* Borrowed for the duration of the callback: copy what you keep. The
+ * strings are the runtime's or the behaviour's own fixed texts (never data
+ * from a message or a record), so they are safe to log. */
+typedef struct rt_event {
+    rt_event_kind kind;
+    const rt_key *key;
+    rt_status status;
+    const char *fault;       /* HANDLER_FAULT only, else NULL */
+    const char *reason;      /* never NULL */
+    uint64_t retry_after_ms; /* ACTOR_QUARANTINED only */
+} rt_event;
+
+/* Stable snake_case name: "actor_restart", "actor_quarantined",
+ * "handler_fault", "activation_failed", "commit_failed". */
+const char *rt_event_name(rt_event_kind kind);
+
 /* ------------------------------------------------------------- runtime -- */
 
 typedef struct rt_config {
@@ -176,6 +226,13 @@ typedef struct rt_config {
                                     time a DATA_LOSS key is refused before re-reading */
     const rt_behaviour *behaviour;
     const rt_persist *persist; /* may be NULL */
+    /* Optional event hook (NULL = none). Called synchronously on the thread
+     * where the event happened (a worker, or the thread completing a save),
+     * never while the runtime holds an actor's lock or the run queue's, so it
+     * may take its own locks. It must not block (the actor waits for it) and
+     * must not call rt_call()/rt_stop(); event_ud is passed through. */
+    void (*on_event)(void *event_ud, const rt_event *ev);
+    void *event_ud;
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;

@@ -37,11 +37,19 @@ static rt_status b_create(void *cfg, const rt_key *key, const uint8_t *rec, size
     return st;
 }
 
+/* A fault's kind ("oob", "budget", ...) goes to the runtime's event. */
+static rt_status noted(void *inst, rt_ctx *ctx, rt_status st)
+{
+    sbx_fault f = st != RT_OK ? sbx_last_fault(inst) : SBX_FAULT_NONE;
+    if (f != SBX_FAULT_NONE) rt_ctx_note_fault(ctx, sbx_fault_name(f));
+    return st;
+}
+
 static rt_status b_handle(void *inst, rt_ctx *ctx, const rt_msg *msg)
 {
     sbx_sink sink = {s_reply, s_park, s_complete, s_dirty, ctx};
-    if (msg->kind == RT_MSG_TICK) return sbx_tick(inst, &sink, msg->now_ms);
-    return sbx_handle(inst, &sink, msg->data, msg->len, msg->now_ms);
+    if (msg->kind == RT_MSG_TICK) return noted(inst, ctx, sbx_tick(inst, &sink, msg->now_ms));
+    return noted(inst, ctx, sbx_handle(inst, &sink, msg->data, msg->len, msg->now_ms));
 }
 
 static rt_status b_snapshot(void *inst, uint8_t **out, size_t *out_len)
@@ -52,7 +60,7 @@ static rt_status b_snapshot(void *inst, uint8_t **out, size_t *out_len)
 static rt_status b_tick(void *inst, rt_ctx *ctx, uint64_t now_ms)
 {
     sbx_sink sink = {s_reply, s_park, s_complete, s_dirty, ctx};
-    return sbx_tick(inst, &sink, now_ms);
+    return noted(inst, ctx, sbx_tick(inst, &sink, now_ms));
 }
 
 static void b_destroy(void *inst)

@@ -319,7 +319,8 @@ eviction)
     ;;
 fault)
     # Handler faults injected into one wallet leave the others (and itself) serving.
-    start --fault-injection true
+    # Each fault is logged as one key=value event line naming the wallet.
+    start --fault-injection true --restart-max 1 --quarantine-base-ms 300
     cli dkg --t 2 --devices 1 --out "$T/w.json" >/dev/null || fail "dkg"
     cli dkg --t 2 --devices 1 --out "$T/v.json" >/dev/null || fail "dkg 2"
     keyfile_of "$T/w.json" 1 "$T/d1"
@@ -328,6 +329,25 @@ fault)
     cli --json sign --wallet "$T/v.json" --msg 00 | grep -q '"verified":true' || fail "other wallet after fault"
     cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "faulted wallet after fault"
     [ "$(metric cosignerd_handler_faults_total)" -ge 1 ] || fail "fault not counted"
+    grep -qE "^ts=[^ ]+ level=warn event=handler_fault wallet=$W kind=[a-z_]+ status=INTERNAL reason=\"handler panicked\"\$" "$T/log" ||
+        fail "no handler_fault event line for the trap"
+    expect 504 DEADLINE_EXCEEDED -- POST "/v1/wallets/$W/fault" --key "$T/d1" --body '{"kind":"spin"}'
+    grep -qE "level=warn event=handler_fault wallet=$W kind=(budget|timeout) status=DEADLINE_EXCEEDED reason=\"handler ran out of time\"\$" "$T/log" ||
+        fail "no handler_fault event line for the runaway handler"
+    # an actor-level fault: the in-flight caller gets 503, the supervisor restarts the actor
+    expect 200 - -- POST "/v1/wallets/$W/fault" --key "$T/d1" --body '{"kind":"actor"}'
+    expect 503 UNAVAILABLE -- GET "/v1/wallets/$W" --key "$T/d1"
+    grep -qE "^ts=[^ ]+ level=warn event=actor_restart wallet=$W status=UNAVAILABLE reason=\"actor loop fault\"\$" "$T/log" ||
+        fail "no actor_restart event line"
+    # a second one within the window exceeds --restart-max 1: quarantined
+    expect 200 - -- POST "/v1/wallets/$W/fault" --key "$T/d1" --body '{"kind":"actor"}'
+    expect 503 UNAVAILABLE -- GET "/v1/wallets/$W" --key "$T/d1"
+    [ "$(grep -c "event=actor_restart wallet=$W " "$T/log")" = 2 ] || fail "restarts logged: $(grep -c actor_restart "$T/log")"
+    grep -qE "level=warn event=actor_quarantined wallet=$W status=UNAVAILABLE retry_after_ms=300 reason=\"restart intensity exceeded\"\$" "$T/log" ||
+        fail "no actor_quarantined event line"
+    ! grep -q "event=[a-z_]* wallet=$(wallet_id "$T/v.json")" "$T/log" || fail "events logged for the other wallet"
+    sleep 0.5
+    cli --json sign --wallet "$T/w.json" --msg 01 | grep -q '"verified":true' || fail "faulted wallet after quarantine"
     stop
     ;;
 config)

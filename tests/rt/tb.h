@@ -27,6 +27,7 @@ enum {
     TB_PANIC = 'P',            /* rt_panic() */
     TB_REPLY_PANIC = 'Q',      /* replies, then panics: the reply must not escape */
     TB_FAIL = 'E',             /* handle returns INTERNAL */
+    TB_FAIL_NOTED = 'F',       /* names the fault ("tb_fault"), returns INTERNAL */
     TB_SLOW = 'T',             /* handle returns DEADLINE_EXCEEDED (runaway guest) */
     TB_SLEEP = 'S',            /* sleeps data[1] ms, replies */
     TB_PARK = 'W',             /* parks; 8-byte absolute deadline follows (0 = request's) */
@@ -136,6 +137,9 @@ static inline rt_status tb_handle(void *inst, rt_ctx *ctx, const rt_msg *msg)
         rt_ctx_mark_dirty(ctx);
         rt_panic("test panic after incr");
     case TB_FAIL:
+        return RT_INTERNAL;
+    case TB_FAIL_NOTED:
+        rt_ctx_note_fault(ctx, "tb_fault");
         return RT_INTERNAL;
     case TB_SLOW:
         return RT_DEADLINE_EXCEEDED;

@@ -732,6 +732,130 @@ static void test_concurrent_first_activation(void **state)
     rt_stop(rt);
 }
 
+/* ---------------------------------------------------------- events -- */
+
+typedef struct ev_copy {
+    rt_event_kind kind;
+    unsigned idx;
+    rt_status status;
+    char fault[32], reason[64];
+    uint64_t retry_after_ms;
+} ev_copy;
+
+static struct {
+    pthread_mutex_t mu;
+    ev_copy ev[64];
+    unsigned n;
+    int bad_ud;
+} EV = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* On a runtime thread: record only (cmocka's asserts belong to the test's). */
+static void on_event(void *ud, const rt_event *ev)
+{
+    pthread_mutex_lock(&EV.mu);
+    if (ud != &EV) EV.bad_ud = 1;
+    if (EV.n < 64) {
+        ev_copy *c = &EV.ev[EV.n++];
+        c->kind = ev->kind;
+        c->idx = tb_idx(ev->key);
+        c->status = ev->status;
+        snprintf(c->fault, sizeof c->fault, "%s", ev->fault ? ev->fault : "-");
+        snprintf(c->reason, sizeof c->reason, "%s", ev->reason);
+        c->retry_after_ms = ev->retry_after_ms;
+    }
+    pthread_mutex_unlock(&EV.mu);
+}
+
+static unsigned ev_count(void)
+{
+    pthread_mutex_lock(&EV.mu);
+    unsigned n = EV.n;
+    pthread_mutex_unlock(&EV.mu);
+    return n;
+}
+
+/* Waits for event number i (0-based) and checks it. */
+static void ev_expect(unsigned i, rt_event_kind kind, unsigned idx, rt_status st, const char *fault,
+                      const char *reason)
+{
+    TB_WAIT(ev_count() > i);
+    pthread_mutex_lock(&EV.mu);
+    ev_copy c = EV.ev[i];
+    unsigned n = EV.n;
+    pthread_mutex_unlock(&EV.mu);
+    if (n <= i) fail_msg("event %u (%s) never came", i, rt_event_name(kind));
+    if (c.kind != kind || c.idx != idx || c.status != st || strcmp(c.fault, fault) ||
+        (reason && strcmp(c.reason, reason)))
+        fail_msg("event %u: %s key %u %s fault %s reason \"%s\"; want %s key %u %s fault %s "
+                 "reason \"%s\"",
+                 i, rt_event_name(c.kind), c.idx, rt_status_name(c.status), c.fault, c.reason,
+                 rt_event_name(kind), idx, rt_status_name(st), fault, reason ? reason : "*");
+}
+
+static void test_events(void **state)
+{
+    (void)state;
+    rt_config c = base_cfg();
+    c.restart_max = 1;
+    c.quarantine_base_ms = 200;
+    c.on_event = on_event;
+    c.event_ud = &EV;
+    EV.n = 0;
+    rt_runtime *rt = start(&c);
+    unsigned e = 0;
+    /* handler faults: a panic (with its text), a runaway, a noted kind, a plain error */
+    assert_int_equal(tb_call(rt, 81, TB_INCR, NULL), RT_OK);
+    assert_int_equal(ev_count(), 0);
+    assert_int_equal(tb_call(rt, 81, TB_PANIC, NULL), RT_INTERNAL);
+    ev_expect(e++, RT_EV_HANDLER_FAULT, 81, RT_INTERNAL, "panic", "test panic");
+    assert_int_equal(tb_call(rt, 81, TB_SLOW, NULL), RT_DEADLINE_EXCEEDED);
+    ev_expect(e++, RT_EV_HANDLER_FAULT, 81, RT_DEADLINE_EXCEEDED, "timeout", NULL);
+    assert_int_equal(tb_call(rt, 81, TB_FAIL_NOTED, NULL), RT_INTERNAL);
+    ev_expect(e++, RT_EV_HANDLER_FAULT, 81, RT_INTERNAL, "tb_fault", "handler panicked");
+    assert_int_equal(tb_call(rt, 81, TB_FAIL, NULL), RT_INTERNAL);
+    ev_expect(e++, RT_EV_HANDLER_FAULT, 81, RT_INTERNAL, "error", "handler panicked");
+    /* a record failing authentication */
+    TB_STORE_SET(corrupt[82], 1);
+    assert_int_equal(tb_call(rt, 82, TB_GET, NULL), RT_DATA_LOSS);
+    ev_expect(e++, RT_EV_ACTIVATION_FAILED, 82, RT_DATA_LOSS, "-", "record failed authentication");
+    assert_int_equal(tb_call(rt, 82, TB_GET, NULL), RT_DATA_LOSS); /* refused: no new event */
+    /* create() failing: an activation failure and a restart */
+    atomic_store(&tbw.fail_create_idx, 83);
+    assert_int_equal(tb_call(rt, 83, TB_GET, NULL), RT_UNAVAILABLE);
+    atomic_store(&tbw.fail_create_idx, -1);
+    ev_expect(e++, RT_EV_ACTIVATION_FAILED, 83, RT_INTERNAL, "-", "instance could not be built");
+    ev_expect(e++, RT_EV_ACTOR_RESTART, 83, RT_UNAVAILABLE, "-", "activation failed");
+    /* a failed commit */
+    TB_STORE_SET(fail, 1);
+    assert_int_equal(tb_call(rt, 84, TB_INCR, NULL), RT_UNAVAILABLE);
+    TB_STORE_SET(fail, 0);
+    ev_expect(e++, RT_EV_COMMIT_FAILED, 84, RT_UNAVAILABLE, "-", "storage failure");
+    if (CG_FAULT_INJECTION) {
+        /* actor-level faults beyond restart_max = 1: restart, restart + quarantine */
+        rt_key k = tb_key(85);
+        assert_int_equal(tb_call(rt, 85, TB_GET, NULL), RT_OK);
+        rt_inject_actor_fault(rt, &k);
+        assert_int_equal(tb_call(rt, 85, TB_GET, NULL), RT_UNAVAILABLE);
+        ev_expect(e++, RT_EV_ACTOR_RESTART, 85, RT_UNAVAILABLE, "-", "actor loop fault");
+        rt_inject_actor_fault(rt, &k);
+        assert_int_equal(tb_call(rt, 85, TB_GET, NULL), RT_UNAVAILABLE);
+        ev_expect(e++, RT_EV_ACTOR_RESTART, 85, RT_UNAVAILABLE, "-", "actor loop fault");
+        ev_expect(e++, RT_EV_ACTOR_QUARANTINED, 85, RT_UNAVAILABLE, "-",
+                  "restart intensity exceeded");
+        pthread_mutex_lock(&EV.mu);
+        assert_int_equal(EV.ev[e - 1].retry_after_ms, 200);
+        pthread_mutex_unlock(&EV.mu);
+    }
+    /* healthy traffic raises none */
+    assert_int_equal(tb_call(rt, 86, TB_INCR, NULL), RT_OK);
+    assert_int_equal(tb_call(rt, 81, TB_GET, NULL), RT_OK);
+    rt_stop(rt);
+    assert_int_equal(ev_count(), e);
+    assert_int_equal(EV.bad_ud, 0);
+    assert_string_equal(rt_event_name(RT_EV_COMMIT_FAILED), "commit_failed");
+    assert_string_equal(rt_event_name(RT_EV_COUNT_), "unknown");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_save_failure_rolls_back),
         cmocka_unit_test(test_stop_cancels_queued),
         cmocka_unit_test(test_concurrent_first_activation),
+        cmocka_unit_test(test_events),
     };
     if (getenv("RT_TEST_FILTER")) cmocka_set_test_filter(getenv("RT_TEST_FILTER"));
     return cmocka_run_group_tests_name("rt", tests, NULL, NULL);
