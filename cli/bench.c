@@ -8,10 +8,20 @@
  *
  * Prints a progress line on stderr while running; at the end one JSON line
  * per figure (--json) or a table, the last JSON line being
- * {"workload":"signing_sessions","users":N,"concurrency":C,"sessions_per_s":X,"p99_ms":Y,"errors":E}.
+ * {"workload":"signing_sessions","users":N,"concurrency":C,"sessions_per_s":X,"p99_ms":Y,
+ *  "errors":E,"errors_clean":EC,"errors_faulted":EF,"faulted_users":FU}.
+ * Errors are failed operations (a DKG or a signing session), counted by the
+ * HTTP status and by the canonical code of the JSON error body (the
+ * "errors_by_code" line: HTTP statuses as keys, canonical codes under
+ * "codes"; TRANSPORT, NO_CODE, BAD_REPLY, BAD_SIGNATURE and LOCAL for
+ * failures without one).
+ *
  * --fault-rate F asks the service (fault-injection builds) to inject a
- * handler fault into a fraction F of the users' wallets, to show that the
- * other wallets are unaffected.
+ * handler fault into a fraction F of the users' wallets (after their DKG),
+ * to show isolation: errors are counted apart for those users
+ * (errors_faulted; faulted_users says how many were chosen) and the others
+ * (errors_clean); a fault that leaked into other wallets shows up in
+ * errors_clean.
  */
 #include <math.h>
 #include <stdio.h>
@@ -67,8 +77,14 @@ static struct {
     unsigned users, conc, sessions, devices;
     double fault_rate;
     unsigned started, finished, next;
-    unsigned long sessions_ok, errors, faults_injected;
+    unsigned long sessions_ok, errors, faults_injected, faulted_users;
+    unsigned long errors_clean, errors_faulted;
     unsigned long err_by_code[600];
+    struct {
+        char name[32];
+        unsigned long n;
+    } err_by_name[32]; /* canonical codes seen, in order of first appearance */
+    unsigned n_names;
     lat l[L_COUNT];
     double t_start, t_first_sign, t_end;
     dev_user *u;
@@ -84,10 +100,42 @@ static void user_finished(void)
     if (B.next < B.users) start_user(B.next++);
 }
 
-static void count_error(long code)
+#define MAX_NAMES (sizeof B.err_by_name / sizeof B.err_by_name[0])
+
+/* The canonical code of u's failure, as a JSON-safe key: a service that
+ * sends anything but [A-Z0-9_] gets "NON_CANONICAL". */
+static const char *code_name(const dev_user *u)
 {
+    const char *n = u->fail_code_name[0] ? u->fail_code_name : "LOCAL";
+    for (const char *p = n; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return "NON_CANONICAL";
+    return n;
+}
+
+static void count_error(dev_user *u, long code)
+{
+    const user_ctx *c = u->ud;
     B.errors++;
+    if (c->inject)
+        B.errors_faulted++;
+    else
+        B.errors_clean++;
     B.err_by_code[code >= 0 && code < 600 ? code : 0]++;
+    const char *name = code_name(u);
+    unsigned i = 0;
+    while (i < B.n_names && strcmp(B.err_by_name[i].name, name))
+        i++;
+    if (i == B.n_names) {
+        if (B.n_names == MAX_NAMES) {
+            i = MAX_NAMES - 1; /* full: the last slot collects the rest */
+            name = "OTHER";
+        } else {
+            B.n_names++;
+        }
+        snprintf(B.err_by_name[i].name, sizeof B.err_by_name[i].name, "%s", name);
+    }
+    B.err_by_name[i].n++;
 }
 
 static void next_session(dev_user *u);
@@ -105,7 +153,7 @@ static void on_sign(dev_user *u, int ok, long code, const char *msg)
         B.sessions_ok++;
         lat_add(&B.l[L_SESSION], dev_now_ms() - c->t0);
     } else {
-        count_error(code);
+        count_error(u, code);
         if (B.errors <= 5) fprintf(stderr, "\ncosigner-bench: session failed: %s\n", msg);
     }
     next_session(u);
@@ -144,7 +192,7 @@ static void on_dkg(dev_user *u, int ok, long code, const char *msg)
 {
     user_ctx *c = u->ud;
     if (!ok) {
-        count_error(code);
+        count_error(u, code);
         if (B.errors <= 5) fprintf(stderr, "\ncosigner-bench: DKG failed: %s\n", msg);
         user_finished();
         return;
@@ -175,6 +223,7 @@ static void start_user(unsigned i)
     /* spread the faulty users evenly over the run */
     c->inject =
         B.fault_rate > 0 && (double)((i * 2654435761u >> 8) % 1000u) < B.fault_rate * 1000.0;
+    if (c->inject) B.faulted_users++;
     c->t0 = dev_now_ms();
     dev_wallet_init(&u->w, B.devices + 1, B.devices + 1, 0, B.svc);
     for (uint32_t k = 1; k <= B.devices; k++) {
@@ -276,7 +325,12 @@ int main(int argc, char **argv)
                B.errors);
         for (int c = 0; c < 600; c++)
             if (B.err_by_code[c]) printf(" [%d: %lu]", c, B.err_by_code[c]);
-        if (B.fault_rate > 0) printf(", faults injected: %lu", B.faults_injected);
+        for (unsigned k = 0; k < B.n_names; k++)
+            printf(" [%s: %lu]", B.err_by_name[k].name, B.err_by_name[k].n);
+        if (B.fault_rate > 0)
+            printf(", faults injected: %lu (%lu users chosen); errors of clean users: %lu, of "
+                   "faulted users: %lu",
+                   B.faults_injected, B.faulted_users, B.errors_clean, B.errors_faulted);
         printf("\n");
     }
     for (int k = 0; k < L_COUNT; k++)
@@ -287,10 +341,15 @@ int main(int argc, char **argv)
     printf("{\"workload\":\"errors_by_code\"");
     for (int c = 0; c < 600; c++)
         if (B.err_by_code[c]) printf(",\"%d\":%lu", c, B.err_by_code[c]);
-    printf(",\"faults_injected\":%lu}\n", B.faults_injected);
+    printf(",\"codes\":{");
+    for (unsigned k = 0; k < B.n_names; k++) /* names are [A-Z_]: no JSON escaping */
+        printf("%s\"%s\":%lu", k ? "," : "", B.err_by_name[k].name, B.err_by_name[k].n);
+    printf("},\"faults_injected\":%lu}\n", B.faults_injected);
     printf("{\"workload\":\"signing_sessions\",\"users\":%u,\"concurrency\":%u,"
-           "\"sessions_per_s\":%.1f,\"p99_ms\":%.3f,\"errors\":%lu}\n",
-           B.users, B.conc, rate, pct(&B.l[L_SESSION], 99), B.errors);
+           "\"sessions_per_s\":%.1f,\"p99_ms\":%.3f,\"errors\":%lu,\"errors_clean\":%lu,"
+           "\"errors_faulted\":%lu,\"faulted_users\":%lu}\n",
+           B.users, B.conc, rate, pct(&B.l[L_SESSION], 99), B.errors, B.errors_clean,
+           B.errors_faulted, B.faulted_users);
     http_free(B.hc);
     for (int k = 0; k < L_COUNT; k++)
         free(B.l[k].v);

@@ -76,27 +76,35 @@ static int get_hex(json_t *o, const char *k, uint8_t *out, size_t len, size_t ca
     return net_hex_decode(out, sl / 2, json_string_value(v), sl);
 }
 
-static void fail(dev_user *u, long code, const char *fmt, const char *detail)
+static void fail_as(dev_user *u, long code, const char *name, const char *fmt, const char *detail)
 {
     if (u->failed) return;
     u->failed = 1;
     u->fail_code = code;
+    snprintf(u->fail_code_name, sizeof u->fail_code_name, "%s", name);
     snprintf(u->fail_msg, sizeof u->fail_msg, fmt, detail ? detail : "");
+}
+
+static void fail(dev_user *u, long code, const char *fmt, const char *detail)
+{
+    fail_as(u, code, "LOCAL", fmt, detail);
 }
 
 static void fail_http(dev_user *u, long code, json_t *resp, const char *err)
 {
     if (u->failed) return;
     char m[200];
-    if (err)
-        snprintf(m, sizeof m, "transport: %s", err);
-    else {
+    const char *name;
+    if (err || !code) {
+        name = "TRANSPORT";
+        snprintf(m, sizeof m, "transport: %s", err ? err : "no response");
+    } else {
         json_t *e = json_object_get(resp, "error");
-        snprintf(m, sizeof m, "HTTP %ld %s: %s", code,
-                 json_string_value(json_object_get(e, "code")) ?: "?",
+        name = json_string_value(json_object_get(e, "code")) ?: "NO_CODE";
+        snprintf(m, sizeof m, "HTTP %ld %s: %s", code, name,
                  json_string_value(json_object_get(e, "message")) ?: "(no message)");
     }
-    fail(u, code, "%s", m);
+    fail_as(u, code, name, "%s", m);
 }
 
 static void phase_done(dev_user *u)
@@ -171,7 +179,7 @@ static void on_dkg2(void *arg, long code, json_t *resp, const char *err)
         fail_http(u, code, resp, err);
     } else if (!get_hex(resp, "cmsg2", s->cmsg2, 0, sizeof s->cmsg2, &s->cmsg2_len) ||
                !get_hex(resp, "thresh_pubkey", s->thresh, 33, 0, NULL)) {
-        fail(u, code, "%smalformed DKG round 2 reply", "");
+        fail_as(u, code, "BAD_REPLY", "%smalformed DKG round 2 reply", "");
     }
     if (--u->pending) return;
     phase_done(u);
@@ -189,7 +197,7 @@ static void on_dkg1(void *arg, long code, json_t *resp, const char *err)
         fail_http(u, code, resp, err);
     } else if (!get_hex(resp, "cmsg1", s->cmsg1, 0, sizeof s->cmsg1, &s->cmsg1_len) ||
                !get_hex(resp, "wallet_id", wid, 32, 0, NULL)) {
-        fail(u, code, "%smalformed DKG round 1 reply", "");
+        fail_as(u, code, "BAD_REPLY", "%smalformed DKG round 1 reply", "");
     } else {
         memcpy(u->w.wallet_id, wid, 32);
     }
@@ -238,6 +246,7 @@ void dev_dkg(dev_user *u)
     u->failed = 0;
     u->fail_code = 0;
     u->fail_msg[0] = 0;
+    u->fail_code_name[0] = 0;
     u->phase = DEV_DKG1;
     u->phase_t0 = dev_now_ms();
     dkg_state *s = calloc(1, sizeof *s);
@@ -308,7 +317,7 @@ static void sign_finish(dev_user *u)
     free(s);
     u->st = NULL;
     if (!u->failed && !dev_verify_bip340(u->sig, u->msg, u->msg_len, u->verify_xonly))
-        fail(u, 0, "%sthe service's signature does not verify locally", "");
+        fail_as(u, 0, "BAD_SIGNATURE", "%sthe service's signature does not verify locally", "");
     u->done(u, !u->failed, u->fail_code, u->fail_msg);
 }
 
@@ -321,7 +330,7 @@ static void on_sign2(void *arg, long code, json_t *resp, const char *err)
     if (code != 200)
         fail_http(u, code, resp, err);
     else if (!get_hex(resp, "signature", sig, 64, 0, NULL))
-        fail(u, code, "%smalformed signing round 2 reply", "");
+        fail_as(u, code, "BAD_REPLY", "%smalformed signing round 2 reply", "");
     else
         memcpy(u->sig, sig, 64);
     if (--u->pending) return;
@@ -339,9 +348,9 @@ static void on_sign1(void *arg, long code, json_t *resp, const char *err)
     if (code != 200)
         fail_http(u, code, resp, err);
     else if (!get_hex(resp, "aggnonce", agg, 66, 0, NULL))
-        fail(u, code, "%smalformed signing round 1 reply", "");
+        fail_as(u, code, "BAD_REPLY", "%smalformed signing round 1 reply", "");
     else if (s->have_agg && memcmp(agg, s->aggnonce, 66))
-        fail(u, code, "%sservice sent different aggnonces to the devices", "");
+        fail_as(u, code, "BAD_REPLY", "%sservice sent different aggnonces to the devices", "");
     else {
         memcpy(s->aggnonce, agg, 66);
         s->have_agg = 1;
@@ -409,6 +418,7 @@ void dev_sign(dev_user *u, const uint32_t *signers, size_t count, const uint8_t 
     u->failed = 0;
     u->fail_code = 0;
     u->fail_msg[0] = 0;
+    u->fail_code_name[0] = 0;
     u->phase = DEV_SIGN1;
     u->phase_t0 = dev_now_ms();
     sign_state *s = calloc(1, sizeof *s);

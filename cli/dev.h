@@ -50,6 +50,12 @@ struct dev_user {
     int pending, failed;
     long fail_code;
     char fail_msg[256];
+    /* The canonical code of the failure: the JSON error body's code
+     * ("UNAVAILABLE", ...), "TRANSPORT" (no HTTP response), "NO_CODE" (an
+     * HTTP error without a JSON error body), "BAD_REPLY" (a 200 that does
+     * not parse or is inconsistent), "BAD_SIGNATURE" (the final signature
+     * does not verify) or "LOCAL" (device side). */
+    char fail_code_name[32];
     double phase_t0;
     dev_phase phase;
     void *st; /* per-operation state */

@@ -2,13 +2,14 @@
 # End-to-end tests of cosignerd against a real daemon on 127.0.0.1 (port
 # picked by the kernel), data dir under a temp dir, driven with cosigner-cli.
 #
-#   service_test.sh COSIGNERD COSIGNER_CLI SECTION
+#   service_test.sh COSIGNERD COSIGNER_CLI SECTION [COSIGNER_BENCH]
 #
-# SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault | config
+# SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault | config | bench
 set -euo pipefail
 D=$1
 CLI=$2
 SECTION=$3
+BENCH=${4:-$(dirname "$CLI")/cosigner-bench}
 T=$(mktemp -d)
 PID=
 cleanup() {
@@ -445,6 +446,48 @@ config)
     cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "sign after key checks"
     [ "$(cli --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')" = "$(awk '{ print $2 }' <<<"$ver")" ] ||
         fail "--version and /v1/info disagree: $ver"
+    stop
+    ;;
+bench)
+    # cosigner-bench --fault-rate: errors are counted apart for the users
+    # whose wallets got an injected fault and for the clean ones, and by
+    # canonical code as well as by HTTP status.
+    jfield() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+    start --fault-injection true
+    "$BENCH" --url "$URL" --users 8 --concurrency 4 --sessions 2 --fault-rate 0.5 --json >"$T/b1" ||
+        fail "bench with faults: $(cat "$T/b1")"
+    last=$(grep '"workload":"signing_sessions"' "$T/b1")
+    for f in users concurrency sessions_per_s p99_ms errors errors_clean errors_faulted faulted_users; do
+        jfield "$last" $f >/dev/null || fail "summary lacks $f: $last"
+    done
+    [ "$(jfield "$last" errors)" = 0 ] && [ "$(jfield "$last" errors_clean)" = 0 ] &&
+        [ "$(jfield "$last" errors_faulted)" = 0 ] || fail "errors with isolated faults: $last"
+    fu=$(jfield "$last" faulted_users)
+    [ "$fu" -ge 1 ] && [ "$fu" -lt 8 ] || fail "faulted users: $last"
+    byc=$(grep '"workload":"errors_by_code"' "$T/b1")
+    [ "$(jfield "$byc" faults_injected)" = "$fu" ] || fail "faults injected: $byc"
+    [ "$(jfield "$byc" codes)" = "{}" ] || fail "codes without errors: $byc"
+    [ "$(metric cosignerd_handler_faults_total)" = "$fu" ] || fail "daemon counted $(metric cosignerd_handler_faults_total) faults"
+    stop
+    # A replay cache of one entry per shard refuses most requests with 503
+    # UNAVAILABLE: every error is counted under its canonical code.
+    : >"$T/log"
+    start --replay-cache-entries 1
+    rc=0
+    "$BENCH" --url "$URL" --users 8 --concurrency 4 --sessions 2 --json >"$T/b2" || rc=$?
+    [ $rc = 1 ] || fail "bench with errors exited $rc"
+    last=$(grep '"workload":"signing_sessions"' "$T/b2")
+    byc=$(grep '"workload":"errors_by_code"' "$T/b2")
+    e=$(jfield "$last" errors)
+    [ "$e" -gt 0 ] && [ "$(jfield "$last" errors_clean)" = "$e" ] && [ "$(jfield "$last" errors_faulted)" = 0 ] ||
+        fail "errors: $last"
+    python3 - "$byc" "$e" <<'PY' || fail "errors by code: $byc"
+import json, sys
+b, e = json.loads(sys.argv[1]), int(sys.argv[2])
+assert b["codes"].get("UNAVAILABLE", 0) > 0, b
+assert sum(b["codes"].values()) == e, b
+assert sum(v for k, v in b.items() if k.isdigit()) == e, b
+PY
     stop
     ;;
 *)
