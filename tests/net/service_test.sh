@@ -20,20 +20,28 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; [ -f "$T/log" ] && tail -20 "$T/log" >&2; exit 1; }
 
-# start [extra daemon flags...]: starts the daemon, sets URL
+# start [extra daemon flags...]: starts the daemon, sets URL once it is ready.
+# The port is read back from this start's "started" line; the line and the
+# readiness probe are polled together, so a line caught half-written or a
+# slow sanitizer build cannot be mistaken for a daemon that is not ready.
 start() {
     "$D" --listen 127.0.0.1:0 --data-dir "$T/data" "$@" 2>>"$T/log" &
     PID=$!
-    local port=
-    for _ in $(seq 1 200); do
-        port=$(grep -o 'event=started .*listen=127.0.0.1:[0-9]*' "$T/log" | tail -1 | sed 's/.*://') || true
-        if [ -n "$port" ] && [ "$(grep -c 'event=started' "$T/log")" -ge "$STARTS" ]; then break; fi
+    local port= ready=
+    for _ in $(seq 1 400); do
+        if [ "$(grep -c 'event=started' "$T/log")" -ge "$STARTS" ]; then
+            port=$(grep -o 'event=started .*listen=127.0.0.1:[0-9]*' "$T/log" | tail -1 | sed 's/.*://') || true
+            if [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; then
+                ready=1
+                break
+            fi
+        fi
         kill -0 "$PID" 2>/dev/null || fail "daemon exited at start"
         sleep 0.05
     done
     [ -n "$port" ] || fail "daemon did not start"
+    [ -n "$ready" ] || fail "not ready"
     URL="http://127.0.0.1:$port"
-    curl -sf "$URL/readyz" >/dev/null || fail "not ready"
 }
 STARTS=1
 
