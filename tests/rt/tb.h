@@ -36,6 +36,7 @@ enum {
     TB_PANIC_AFTER_INCR = 'K', /* count++ in memory, then panics */
     TB_NOREPLY = 'X',          /* returns OK without replying */
     TB_COMPLETE_DIRTY = 'D',   /* count++ durable and completes every parked reply */
+    TB_COMPLETE_PANIC = 'R',   /* completes every parked reply with OK, then panics */
 };
 
 typedef struct tb_inst {
@@ -171,6 +172,11 @@ static inline rt_status tb_handle(void *inst, rt_ctx *ctx, const rt_msg *msg)
         rt_ctx_reply(ctx, RT_OK, &done, 8, 0);
         return RT_OK;
     }
+    case TB_COMPLETE_PANIC:
+        for (unsigned i = 0; i < t->nparked; i++)
+            rt_ctx_complete(ctx, t->parked[i], RT_OK, &t->parked[i], 8, 0);
+        t->nparked = 0;
+        rt_panic("test panic after completing parked replies");
     case TB_NOREPLY:
         return RT_OK;
     default:

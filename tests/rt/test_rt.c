@@ -544,13 +544,64 @@ static void test_parked_aborted_on_fault(void **state)
     assert_int_equal(atomic_load(&p.status), RT_ABORTED);
     assert_int_equal(stats(rt).parked, 0);
 
-    /* A panicking handler's completions are not delivered as success. */
+    /* A reply still parked when the runtime stops is failed with ABORTED,
+     * not dropped (test_completed_then_panic covers completions made by a
+     * handler that then faults). */
     tb_rec q = {0};
     send_op(rt, 61, pm, 9, 0, &q);
     TB_WAIT(stats(rt).parked == 1);
     rt_stop(rt);
     assert_int_equal(atomic_load(&q.calls), 1);
-    assert_int_equal(atomic_load(&q.status), RT_ABORTED); /* and on stop */
+    assert_int_equal(atomic_load(&q.status), RT_ABORTED);
+}
+
+/* A handler that completes parked replies and then panics in the same
+ * invocation: completions are delivered only after handle() returns OK, so
+ * the parked callers hear ABORTED, never the OK the faulting code produced. */
+static void test_completed_then_panic(void **state)
+{
+    (void)state;
+    rt_config c = base_cfg();
+    rt_runtime *rt = start(&c);
+    tb_rec p[3];
+    memset(p, 0, sizeof p);
+    uint8_t pm[9];
+    park_msg(pm, 0);
+    for (int i = 0; i < 3; i++)
+        send_op(rt, 65, pm, 9, 0, &p[i]);
+    TB_WAIT(stats(rt).parked == 3);
+    assert_int_equal(stats(rt).parked, 3);
+
+    rt_key k = tb_key(65);
+    uint8_t op = TB_COMPLETE_PANIC;
+    rt_reply rep;
+    rt_call(rt, &k, &op, 1, rt_now_ms() + 10000, &rep);
+    assert_int_equal(rep.status, RT_INTERNAL);
+    assert_int_equal(rep.len, strlen("handler panicked"));
+    assert_memory_equal(rep.data, "handler panicked", rep.len);
+    rt_reply_free(&rep);
+    for (int i = 0; i < 3; i++) {
+        TB_WAIT(atomic_load(&p[i].calls) == 1);
+        assert_int_equal(atomic_load(&p[i].calls), 1);
+        assert_int_equal(atomic_load(&p[i].status), RT_ABORTED);
+    }
+    assert_int_equal(stats(rt).parked, 0);
+    assert_int_equal(stats(rt).handler_faults, 1);
+
+    /* The actor serves on; its next completions are delivered as OK. */
+    tb_rec q = {0};
+    send_op(rt, 65, pm, 9, 0, &q);
+    TB_WAIT(stats(rt).parked == 1);
+    uint64_t n = 0;
+    assert_int_equal(tb_call(rt, 65, TB_COMPLETE, &n), RT_OK);
+    assert_int_equal(n, 1);
+    TB_WAIT(atomic_load(&q.calls) == 1);
+    assert_int_equal(atomic_load(&q.status), RT_OK);
+    tb_sleep_ms(10);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&p[i].calls), 1); /* exactly once */
+    rt_stop(rt);
+    assert_int_equal(atomic_load(&tbw.creates), atomic_load(&tbw.destroys));
 }
 
 static void test_parked_aborted_on_restart(void **state)
@@ -874,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_deadline_while_queued),
         cmocka_unit_test(test_parked_complete_and_deadline),
         cmocka_unit_test(test_parked_aborted_on_fault),
+        cmocka_unit_test(test_completed_then_panic),
         cmocka_unit_test(test_parked_aborted_on_restart),
         cmocka_unit_test(test_parked_blocks_eviction),
         cmocka_unit_test(test_write_before_ack),
