@@ -399,28 +399,59 @@ static void test_small_thread_stack(void **state)
 
 /* The full acceptance count in every build: cheap enough under sanitizers. */
 #define THREAD_CALLS 50000
+/* Every BUDGET_EVERY-th call of each thread is a runaway loop, run on an
+ * instance opened with a 1 ms CPU budget: a few hundred budget overruns per
+ * thread (the random trap mix would pick one in ~50k calls, so a thread
+ * could see none), at well under a second of CPU per thread. */
+#define BUDGET_EVERY 200
+#define BUDGET_CALLS (THREAD_CALLS / BUDGET_EVERY)
+
+static const sbx_config cfg_short_budget = {
+    .module = &sbx_module_testguest,
+    .mem_cap = CAP,
+    .budget_ms = 1,
+};
 
 typedef struct worker {
     unsigned seed;
     unsigned calls, faults;
+    unsigned by_fault[SBX_FAULT_COUNT_];
     int failed;
 } worker;
+
+static const trap_case *budget_trap(void)
+{
+    for (size_t k = 0; k < sizeof traps / sizeof traps[0]; k++)
+        if (traps[k].fault == SBX_FAULT_BUDGET) return &traps[k];
+    return NULL;
+}
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     static const char normal[] = "ec";
+    const trap_case *budget = budget_trap();
     sbx_instance *in = NULL;
     uint64_t counter = 0;
     uint8_t rec[8];
-    if (sbx_open(&cfg, NULL, 0, &in) != RT_OK) w->failed = 1;
+    if (!budget || sbx_open(&cfg, NULL, 0, &in) != RT_OK) w->failed = 1;
     for (unsigned i = 0; i < THREAD_CALLS && !w->failed; i++) {
         unsigned x = rand_r(&w->seed);
-        /* 1 in 3 calls traps; 1 in 5000 loops until its budget runs out. */
+        /* 1 in 3 calls traps (any kind but the budget); every BUDGET_EVERY-th
+         * call loops until its budget runs out. */
         const trap_case *t = NULL;
-        if (x % 3 == 0) {
+        if (i % BUDGET_EVERY == BUDGET_EVERY - 1) {
+            t = budget;
+            sbx_close(in); /* the same actor state, with the short budget */
+            memcpy(rec, &counter, 8);
+            if (sbx_open(&cfg_short_budget, rec, 8, &in) != RT_OK) {
+                w->failed = 7;
+                in = NULL;
+                break;
+            }
+        } else if (x % 3 == 0) {
             t = &traps[(x / 3) % (sizeof traps / sizeof traps[0])];
-            if (t->fault == SBX_FAULT_BUDGET && (x / 7) % 1000) t = &traps[0];
+            if (t == budget) t = &traps[0];
         }
         rt_reply r;
         if (!t) {
@@ -442,17 +473,22 @@ static void *worker_main(void *arg)
             continue;
         }
         rt_status st = sbx_call(in, t->cmd, strlen(t->cmd), 0, &r);
-        if (st != t->status || r.status != (t->replied_first ? RT_OK : t->status) ||
-            sbx_last_fault(in) != t->fault)
+        sbx_fault f = sbx_last_fault(in);
+        if (st != t->status || r.status != (t->replied_first ? RT_OK : t->status) || f != t->fault)
             w->failed = 5;
+        else
+            w->by_fault[f]++;
         reply_free(&r);
         w->calls++;
         w->faults++;
         sbx_close(in);
         memcpy(rec, &counter, 8);
-        if (sbx_open(&cfg, rec, 8, &in) != RT_OK) w->failed = 6;
+        if (sbx_open(&cfg, rec, 8, &in) != RT_OK) {
+            w->failed = 6;
+            in = NULL;
+        }
     }
-    sbx_close(in);
+    if (in) sbx_close(in);
     return NULL;
 }
 
@@ -466,11 +502,17 @@ static void test_two_threads_mixed(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_join(t[i], NULL), 0);
     for (int i = 0; i < 2; i++) {
-        print_message("worker %d: %u calls, %u faults, failed=%d\n", i, w[i].calls, w[i].faults,
-                      w[i].failed);
+        print_message("worker %d: %u calls, %u faults (%u budget overruns), failed=%d\n", i,
+                      w[i].calls, w[i].faults, w[i].by_fault[SBX_FAULT_BUDGET], w[i].failed);
         assert_int_equal(w[i].failed, 0);
         assert_int_equal(w[i].calls, THREAD_CALLS);
         assert_true(w[i].faults > THREAD_CALLS / 4);
+        /* Every overrun ended as DEADLINE_EXCEEDED / BUDGET (a wrong status
+         * fails the worker above), and each thread had its share. */
+        assert_int_equal(w[i].by_fault[SBX_FAULT_BUDGET], BUDGET_CALLS);
+        /* ... alongside every other trap kind of the table. */
+        for (size_t k = 0; k < sizeof traps / sizeof traps[0]; k++)
+            assert_true(w[i].by_fault[traps[k].fault] >= 1);
     }
 }
 
