@@ -22,6 +22,9 @@
 #include <secp256k1_extrakeys.h>
 #include <secp256k1_schnorrsig.h>
 
+#include <malloc.h>
+
+#include "cg_actor.h" /* the session structs: where the secret nonce lives */
 #include "cg_cmd.h"
 #include "cg_config.h"
 #include "cg_cosigner.h"
@@ -33,6 +36,86 @@
 #define SESSIONS 100
 
 static secp256k1_context *secp;
+
+/* ------------------------------------------------ secret nonce tracking -- */
+
+/*
+ * Natively the actor's memory is the cg_actor struct and the blocks it
+ * points to (sessions, their messages, the DKG). A block it frees is gone
+ * from that memory but not from the process, so this binary links with
+ * --wrap=free: while a nonce is watched, every block handed back to the
+ * allocator is scanned for either half of it (k1, k2) first.
+ */
+void __real_free(void *p);
+void __wrap_free(void *p);
+
+static struct {
+    int armed;
+    uint8_t k[CG_FROST_SECNONCE_LEN];
+    const void *target; /* the session block that held it */
+    int target_freed;
+    unsigned leaks; /* freed blocks that still held a half of k */
+} fw;
+
+static int mem_holds(const void *p, size_t n, const uint8_t k[64])
+{
+    if (!p || n < 32) return 0;
+    return memmem(p, n, k, 32) || memmem(p, n, k + 32, 32);
+}
+
+void __wrap_free(void *p)
+{
+    if (p && fw.armed) {
+        if (p == fw.target) fw.target_freed = 1;
+        if (mem_holds(p, malloc_usable_size(p), fw.k)) fw.leaks++;
+    }
+    __real_free(p);
+}
+
+static int actor_holds(const cg_actor *a, const uint8_t k[64])
+{
+    if (mem_holds(a, sizeof *a, k)) return 1;
+    if (a->dkg && mem_holds(a->dkg, sizeof *a->dkg, k)) return 1;
+    for (int i = 0; i < CG_MAX_SIGN_SESSIONS; i++) {
+        const cg_sign_sess *s = a->sign[i];
+        if (!s) continue;
+        if (mem_holds(s, sizeof *s, k)) return 1;
+        if (s->msg && mem_holds(s->msg, s->msg_len, k)) return 1;
+    }
+    return 0;
+}
+
+static cg_sign_sess *sess_of(cg_actor *a, const uint8_t sid[32])
+{
+    for (int i = 0; i < CG_MAX_SIGN_SESSIONS; i++)
+        if (a->sign[i] && !memcmp(a->sign[i]->sid, sid, 32)) return a->sign[i];
+    return NULL;
+}
+
+/* Learns the service's secret nonce of session sid (round 1 open) and
+ * starts watching the allocator for it. */
+static void watch_nonce(cg_actor *a, const uint8_t sid[32])
+{
+    static const uint8_t zero[32];
+    cg_sign_sess *ss = sess_of(a, sid);
+    assert_non_null(ss);
+    assert_true(ss->has_secnonce);
+    memcpy(fw.k, ss->secnonce.k, sizeof fw.k);
+    assert_memory_not_equal(fw.k, zero, 32);
+    assert_memory_not_equal(fw.k + 32, zero, 32);
+    assert_true(actor_holds(a, fw.k)); /* the scan sees it while it is live */
+    fw.target = ss;
+    fw.target_freed = 0;
+    fw.leaks = 0;
+    fw.armed = 1;
+}
+
+static void unwatch(void)
+{
+    fw.armed = 0;
+    cx_wipe(fw.k, sizeof fw.k);
+    fw.target = NULL;
+}
 
 /* ------------------------------------------------------------ test host -- */
 
@@ -446,24 +529,25 @@ static cg_cmd sign1_cmd(sess *s, device *d, uint32_t pos)
     return c;
 }
 
-/* Round 1 for every device signer; returns the aggnonce all of them got. */
-static void sign_round1(wallet *w, sess *s)
+/* The device signer at position p makes its nonce and posts round 1. */
+static result post_sign1(wallet *w, sess *s, uint32_t p)
 {
-    result r[CG_MAX_PARTICIPANTS];
     cg_frost_error e;
-    uint32_t ndev = 0;
-    for (uint32_t p = 0; p < s->count; p++) {
-        device *d = dev_of(w, s->ids[p]);
-        if (!d) continue;
-        assert_int_equal(cg_frost_nonce_gen(&s->secnonce[p], s->pubnonce[p], d->out.secshare,
-                                            d->out.pubshares[d->idx], w->thresh_pk + 1, s->msg,
-                                            s->msg_len, NULL, 0, &e),
-                         RT_OK);
-        cg_cmd c = sign1_cmd(s, d, p);
-        r[ndev] = call(&w->h, &c);
-        assert_true(r[ndev].parked);
-        ndev++;
-    }
+    device *d = dev_of(w, s->ids[p]);
+    assert_non_null(d);
+    assert_int_equal(cg_frost_nonce_gen(&s->secnonce[p], s->pubnonce[p], d->out.secshare,
+                                        d->out.pubshares[d->idx], w->thresh_pk + 1, s->msg,
+                                        s->msg_len, NULL, 0, &e),
+                     RT_OK);
+    cg_cmd c = sign1_cmd(s, d, p);
+    result r = call(&w->h, &c);
+    assert_true(r.parked);
+    return r;
+}
+
+/* Every device's round-1 answer: the same aggnonce, kept in s. */
+static void collect_aggnonce(wallet *w, sess *s, result *r, uint32_t ndev)
+{
     for (uint32_t i = 0; i < ndev; i++) {
         result *f = final(&w->h, &r[i]);
         assert_true(f->done);
@@ -474,6 +558,16 @@ static void sign_round1(wallet *w, sess *s)
         if (i == 0) memcpy(s->aggnonce, rep.u.sign1.aggnonce, 66);
         assert_memory_equal(s->aggnonce, rep.u.sign1.aggnonce, 66);
     }
+}
+
+/* Round 1 for every device signer; returns the aggnonce all of them got. */
+static void sign_round1(wallet *w, sess *s)
+{
+    result r[CG_MAX_PARTICIPANTS];
+    uint32_t ndev = 0;
+    for (uint32_t p = 0; p < s->count; p++)
+        if (dev_of(w, s->ids[p])) r[ndev++] = post_sign1(w, s, p);
+    collect_aggnonce(w, s, r, ndev);
 }
 
 /* Round 2: every device signs (the one at position bad, if any, sends a
@@ -1084,6 +1178,103 @@ static void test_mutated_commands(void **state)
     host_fini(&w.h);
 }
 
+/* A session of all three participants of a 3-participant wallet. */
+static void sess_all3(wallet *w, sess *s)
+{
+    sess_random(w, s);
+    s->count = 3;
+    for (uint32_t i = 0; i < 3; i++)
+        s->ids[i] = (uint8_t)i;
+}
+
+/* The service's secret nonce at the actor level: learnt from its session
+ * while round 1 is open, it must then be gone from the actor's memory (the
+ * actor struct and every block it points to) and from every block the
+ * actor hands back to the allocator: (a) once round 1 completes (the
+ * service signs then) and after round 2, (b) when an abandoned session
+ * expires on a tick, (c) when a session aborts on a bad partial signature
+ * and when a handler fault throws the instance away. */
+static void test_secnonce_wiped_in_actor(void **state)
+{
+    (void)state;
+    static wallet w;
+    unsigned sessions, nonces;
+    uint64_t blame = 0;
+    wallet_setup(&w, 3, 2, 0, CG_CONFIG_FAULT_INJECTION);
+    run_dkg(&w);
+    result r[2];
+
+    /* (a) round 1 completes, round 2 completes, the session expires. */
+    sess s;
+    sess_all3(&w, &s);
+    r[0] = post_sign1(&w, &s, 1);
+    watch_nonce(w.h.a, s.sid);
+    r[1] = post_sign1(&w, &s, 2);
+    collect_aggnonce(&w, &s, r, 2);
+    assert_false(actor_holds(w.h.a, fw.k));
+    assert_int_equal(sign_round2(&w, &s, -1, &blame), RT_OK);
+    assert_true(secp256k1_schnorrsig_verify(secp, s.sig, s.msg, s.msg_len, &s.Q));
+    assert_false(actor_holds(w.h.a, fw.k));
+    w.h.now += 60001;
+    tick(&w.h);
+    assert_true(fw.target_freed);
+    assert_int_equal(fw.leaks, 0);
+    unwatch();
+
+    /* (b) only one device posts; the deadline passes; a tick expires it. */
+    sess_all3(&w, &s);
+    r[0] = post_sign1(&w, &s, 1);
+    watch_nonce(w.h.a, s.sid);
+    w.h.now += 60001;
+    tick(&w.h);
+    assert_int_equal(final(&w.h, &r[0])->st, RT_DEADLINE_EXCEEDED);
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 0);
+    assert_true(fw.target_freed);
+    assert_int_equal(fw.leaks, 0);
+    assert_false(actor_holds(w.h.a, fw.k));
+    unwatch();
+
+    /* (c) a bad partial signature aborts the session, which stays (failed)
+     * until its deadline, then goes. */
+    sess_all3(&w, &s);
+    r[0] = post_sign1(&w, &s, 1);
+    watch_nonce(w.h.a, s.sid);
+    r[1] = post_sign1(&w, &s, 2);
+    collect_aggnonce(&w, &s, r, 2);
+    assert_int_equal(sign_round2(&w, &s, 2, &blame), RT_ABORTED);
+    assert_int_equal(blame, 1u << 2);
+    assert_false(actor_holds(w.h.a, fw.k));
+    w.h.now += 60001;
+    tick(&w.h);
+    assert_true(fw.target_freed);
+    assert_int_equal(fw.leaks, 0);
+    unwatch();
+
+    /* (c) a handler fault while the nonce is live: the host throws the
+     * instance away (cg_actor_free) and rebuilds it from the record. */
+    sess_all3(&w, &s);
+    r[0] = post_sign1(&w, &s, 1);
+    watch_nonce(w.h.a, s.sid);
+    if (CG_FAULT_INJECTION) {
+        cg_cmd f = {.kind = CG_CMD_FAULT, .sender = w.dev[0].pubkey};
+        f.u.fault.kind = CG_FAULT_TRAP;
+        result fr = call(&w.h, &f);
+        assert_int_equal(fr.st, RT_INTERNAL);
+    } else {
+        rebuild(&w.h); /* what the runtime does on a handler fault */
+    }
+    assert_int_equal(final(&w.h, &r[0])->st, RT_ABORTED);
+    assert_true(fw.target_freed);
+    assert_int_equal(fw.leaks, 0);
+    assert_false(actor_holds(w.h.a, fw.k));
+    unwatch();
+
+    sess_random(&w, &s);
+    sign_ok(&w, &s);
+    host_fini(&w.h);
+}
+
 int main(void)
 {
     cx_init();
@@ -1100,6 +1291,7 @@ int main(void)
         cmocka_unit_test(test_dkg_blame),
         cmocka_unit_test(test_snapshot_restore),
         cmocka_unit_test(test_mutated_commands),
+        cmocka_unit_test(test_secnonce_wiped_in_actor),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     secp256k1_context_destroy(secp);
