@@ -542,6 +542,7 @@ static result post_sign1(wallet *w, sess *s, uint32_t p)
     cg_cmd c = sign1_cmd(s, d, p);
     result r = call(&w->h, &c);
     assert_true(r.parked);
+    assert_false(w->h.dirty); /* signing never touches the durable state */
     return r;
 }
 
@@ -605,6 +606,7 @@ static int32_t sign_round2(wallet *w, sess *s, int bad, uint64_t *blame)
         c.u.sign2.psig = s->psig[p];
         r[ndev] = call(&w->h, &c);
         assert_true(r[ndev].parked);
+        assert_false(w->h.dirty);
         ndev++;
     }
     int32_t st = -1;
@@ -1275,6 +1277,80 @@ static void test_secnonce_wiped_in_actor(void **state)
     host_fini(&w.h);
 }
 
+typedef struct snapcap {
+    uint8_t *data;
+    size_t len;
+} snapcap;
+
+static void cap_snapshot_out(void *ctx, const void *d, uint32_t len)
+{
+    snapcap *c = ctx;
+    assert_null(c->data); /* exactly once */
+    c->data = malloc(len ? len : 1);
+    memcpy(c->data, d, len);
+    c->len = len;
+}
+
+static const cg_host cap_ops = {NULL, NULL, NULL, NULL, cap_snapshot_out};
+
+static snapcap snap_take(cg_actor *a)
+{
+    snapcap c = {0};
+    assert_int_equal(cg_actor_snapshot(a, &cap_ops, &c), RT_OK);
+    assert_non_null(c.data);
+    return c;
+}
+
+static void snap_same(cg_actor *a, const snapcap *idle, const uint8_t *nonce)
+{
+    snapcap c = snap_take(a);
+    assert_int_equal(c.len, idle->len);
+    assert_memory_equal(c.data, idle->data, c.len);
+    if (nonce) assert_false(mem_holds(c.data, c.len, nonce));
+    free(c.data);
+}
+
+/* The durable record never holds a nonce and signing never writes it: the
+ * snapshot taken while a signing session holds the service's secret nonce,
+ * after round 1 and after round 2 is byte-identical to the one taken idle,
+ * and no signing call marks the state dirty (post_sign1 and sign_round2
+ * check that on every call, in every test). */
+static void test_snapshot_excludes_sessions(void **state)
+{
+    (void)state;
+    static wallet w;
+    unsigned sessions, nonces;
+    uint64_t blame = 0;
+    wallet_setup(&w, 3, 2, 1, 0);
+    run_dkg(&w);
+    snapcap idle = snap_take(w.h.a);
+    assert_int_equal(idle.len, w.h.rec_len); /* the committed record */
+    assert_memory_equal(idle.data, w.h.rec, idle.len);
+
+    sess s;
+    sess_all3(&w, &s);
+    result r[2];
+    r[0] = post_sign1(&w, &s, 0);
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 1);
+    assert_int_equal(nonces, 1);
+    uint8_t k[CG_FROST_SECNONCE_LEN];
+    memcpy(k, sess_of(w.h.a, s.sid)->secnonce.k, sizeof k);
+    snap_same(w.h.a, &idle, k);
+
+    r[1] = post_sign1(&w, &s, 2);
+    collect_aggnonce(&w, &s, r, 2);
+    snap_same(w.h.a, &idle, k);
+    assert_int_equal(sign_round2(&w, &s, -1, &blame), RT_OK);
+    snap_same(w.h.a, &idle, k);
+    /* Nothing was committed while signing either. */
+    assert_int_equal(w.h.rec_len, idle.len);
+    assert_memory_equal(w.h.rec, idle.data, idle.len);
+    cx_wipe(k, sizeof k);
+    free(idle.data);
+    host_fini(&w.h);
+}
+
 int main(void)
 {
     cx_init();
@@ -1292,6 +1368,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_restore),
         cmocka_unit_test(test_mutated_commands),
         cmocka_unit_test(test_secnonce_wiped_in_actor),
+        cmocka_unit_test(test_snapshot_excludes_sessions),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     secp256k1_context_destroy(secp);
