@@ -1,6 +1,7 @@
 /*
  * test_cosigner_rt.c — the native cosigner as a real rt_behaviour on the
- * real runtime (src/rt), with an in-memory rt_persist.
+ * real runtime (src/rt), with an in-memory rt_persist, and with the real
+ * store (src/store) where a storage failure is the point.
  *
  * What the in-process host of test_cosigner.c only imitates is real here:
  * requests arrive through mailboxes from several threads at once, the
@@ -21,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+
 #include <cmocka.h>
 #include <secp256k1.h>
 #include <secp256k1_extrakeys.h>
@@ -34,6 +37,7 @@
 #include "cg_wallet_id.h"
 #include "cx.h"
 #include "rt.h"
+#include "store.h"
 #if defined(WITH_SBX)
 #include "sbx.h"
 extern const sbx_module sbx_module_cosigner;
@@ -138,30 +142,30 @@ static void b_destroy(void *inst)
 }
 #endif
 
-/* One record (the test uses one wallet). */
+/* The in-memory rt_persist: one record (each test uses one wallet). */
 static struct {
     pthread_mutex_t mu;
     uint8_t *rec;
     size_t len;
     uint64_t version;
     unsigned loads;
-} store = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0};
+} mem_store = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0};
 
 static rt_status p_load(void *ud, const rt_key *key, uint8_t **rec, size_t *len, uint64_t *version)
 {
     (void)ud;
     (void)key;
-    pthread_mutex_lock(&store.mu);
-    store.loads++;
+    pthread_mutex_lock(&mem_store.mu);
+    mem_store.loads++;
     rt_status st = RT_NOT_FOUND;
-    *version = store.version;
-    if (store.rec) {
-        *rec = malloc(store.len);
-        memcpy(*rec, store.rec, store.len);
-        *len = store.len;
+    *version = mem_store.version;
+    if (mem_store.rec) {
+        *rec = malloc(mem_store.len);
+        memcpy(*rec, mem_store.rec, mem_store.len);
+        *len = mem_store.len;
         st = RT_OK;
     }
-    pthread_mutex_unlock(&store.mu);
+    pthread_mutex_unlock(&mem_store.mu);
     return st;
 }
 
@@ -170,17 +174,17 @@ static void p_save(void *ud, const rt_key *key, const uint8_t *rec, size_t len, 
 {
     (void)ud;
     (void)key;
-    pthread_mutex_lock(&store.mu);
+    pthread_mutex_lock(&mem_store.mu);
     rt_status st = RT_FAILED_PRECONDITION;
-    if (version == store.version + 1) {
-        free(store.rec);
-        store.rec = malloc(len);
-        memcpy(store.rec, rec, len);
-        store.len = len;
-        store.version = version;
+    if (version == mem_store.version + 1) {
+        free(mem_store.rec);
+        mem_store.rec = malloc(len);
+        memcpy(mem_store.rec, rec, len);
+        mem_store.len = len;
+        mem_store.version = version;
         st = RT_OK;
     }
-    pthread_mutex_unlock(&store.mu);
+    pthread_mutex_unlock(&mem_store.mu);
     done(arg, st);
 }
 
@@ -209,6 +213,7 @@ typedef struct world {
     bcfg cfg;
     rt_behaviour beh;
     rt_persist persist;
+    store *st; /* the real store under the runtime, else the in-memory one */
 #if defined(WITH_SBX)
     sbx_config sbx;
 #endif
@@ -294,9 +299,12 @@ static device *dev_of(uint32_t idx)
     return NULL;
 }
 
-static void start(world *W, uint32_t flags)
+/* Starts the runtime over st (the real store), or the in-memory record
+ * when st is NULL. */
+static void start_on(world *W, uint32_t flags, store *st)
 {
     memset(W, 0, sizeof *W);
+    W->st = st;
     memcpy(W->cfg.hostseckey, G.hostseckey, 32);
     cg_config cc = {.rendezvous_ms = 20000, .flags = flags};
     cg_config_encode(&cc, W->cfg.conf);
@@ -309,7 +317,7 @@ static void start(world *W, uint32_t flags)
 #else
     W->beh = (rt_behaviour){b_create, b_handle, b_snapshot, b_tick, b_destroy, &W->cfg};
 #endif
-    W->persist = (rt_persist){p_load, p_save, NULL};
+    W->persist = st ? *store_persist(st) : (rt_persist){p_load, p_save, NULL};
     rt_config c = {
         .workers = 2, .tick_interval_ms = UINT64_MAX, .behaviour = &W->beh, .persist = &W->persist};
     assert_int_equal(rt_start(&c, &W->rt), RT_OK);
@@ -317,11 +325,32 @@ static void start(world *W, uint32_t flags)
     assert_int_equal(cg_wallet_id(G.params.hostpubkeys[0], G.n, G.t, W->key.b, &blame), RT_OK);
 }
 
-static void run_dkg(world *W)
+static void start(world *W, uint32_t flags)
+{
+    start_on(W, flags, NULL);
+}
+
+/* The version of the wallet's durable record (0 = none). */
+static uint64_t rec_version(world *W)
+{
+    if (!W->st) return mem_store.version;
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    uint64_t v = 0;
+    rt_status st = store_get(W->st, &W->key, &rec, &len, &v);
+    if (rec) cx_wipe(rec, len);
+    free(rec);
+    if (st == RT_NOT_FOUND) return 0;
+    assert_int_equal(st, RT_OK);
+    return v;
+}
+
+/* DKG round 1 with fresh device messages, then each device's step 2: c[i]
+ * is device i's round-2 command afterwards. */
+static void dkg_round1(world *W, cg_cmd *c)
 {
     cg_dkg_error e;
     uint8_t r32[32];
-    cg_cmd c[MAXN] = {0};
     rt_reply r[MAXN];
 
     for (uint32_t i = 0; i < G.ndev; i++) {
@@ -353,10 +382,19 @@ static void run_dkg(world *W)
         c[i].u.dkg2.pmsg2 = d->pmsg2;
         c[i].u.dkg2.pmsg2_len = 64;
     }
-    assert_int_equal(store.version, 0);
+}
+
+static void run_dkg(world *W)
+{
+    cg_dkg_error e;
+    cg_cmd c[MAXN] = {0};
+    rt_reply r[MAXN];
+
+    dkg_round1(W, c);
+    assert_int_equal(rec_version(W), 0);
     post_all(W, c, G.ndev, r);
     /* The replies were released only after the record was durable. */
-    assert_int_equal(store.version, 1);
+    assert_int_equal(rec_version(W), 1);
     for (uint32_t i = 0; i < G.ndev; i++) {
         device *d = &G.dev[i];
         assert_int_equal(r[i].status, RT_OK);
@@ -542,7 +580,7 @@ static void test_rt_2of3(void **state)
          * actor from the record): the session is gone, the next one signs. */
         sess_new(&s);
         sign_round1(&W, &s);
-        unsigned loads0 = store.loads;
+        unsigned loads0 = mem_store.loads;
         rt_inject_actor_fault(W.rt, &W.key);
         cg_cmd g = {.kind = CG_CMD_GET_WALLET, .sender = G.dev[0].pubkey};
         rt_reply gr;
@@ -553,14 +591,14 @@ static void test_rt_2of3(void **state)
         assert_int_equal(sign_round2(&W, &s, -1, sig, &blame), RT_ABORTED);
         after_restart = 0;
         sign_ok(&W);
-        assert_true(store.loads > loads0); /* rebuilt from the durable record */
+        assert_true(mem_store.loads > loads0); /* rebuilt from the durable record */
 
         /* A handler fault between the rounds: the runtime rebuilds the
          * instance from the record; round 2 is refused; the next session
          * signs with the restored share. */
         sess_new(&s);
         sign_round1(&W, &s);
-        unsigned loads = store.loads;
+        unsigned loads = mem_store.loads;
         cg_cmd f = {.kind = CG_CMD_FAULT, .sender = G.dev[0].pubkey};
         f.u.fault.kind = CG_FAULT_TRAP;
         rt_reply r;
@@ -568,7 +606,7 @@ static void test_rt_2of3(void **state)
         assert_int_equal(r.status, RT_INTERNAL);
         rt_reply_free(&r);
         assert_int_equal(sign_round2(&W, &s, -1, sig, &blame), RT_ABORTED);
-        assert_true(store.loads > loads); /* rebuilt from the durable record */
+        assert_true(mem_store.loads > loads); /* rebuilt from the durable record */
         sign_ok(&W);
 
         /* The faults only a sandboxed guest can have: a runaway loop (the
@@ -587,12 +625,12 @@ static void test_rt_2of3(void **state)
         }
 
         /* A snapshot that faults: nothing is written, the wallet signs on. */
-        uint64_t version = store.version;
+        uint64_t version = mem_store.version;
         f.u.fault.kind = CG_FAULT_SNAPSHOT;
         post_all(&W, &f, 1, &r);
         assert_int_not_equal(r.status, RT_OK);
         rt_reply_free(&r);
-        assert_int_equal(store.version, version);
+        assert_int_equal(mem_store.version, version);
         sign_ok(&W);
     }
     rt_stats st;
@@ -605,10 +643,10 @@ static void test_rt_2of2(void **state)
 {
     (void)state;
     world W;
-    free(store.rec);
-    store.rec = NULL;
-    store.len = 0;
-    store.version = 0;
+    free(mem_store.rec);
+    mem_store.rec = NULL;
+    mem_store.len = 0;
+    mem_store.version = 0;
     setup_params(2, 2, 0);
     start(&W, 0);
     run_dkg(&W);
@@ -628,10 +666,10 @@ static void test_rt_32(void **state)
 {
     (void)state;
     world W;
-    free(store.rec);
-    store.rec = NULL;
-    store.len = 0;
-    store.version = 0;
+    free(mem_store.rec);
+    mem_store.rec = NULL;
+    mem_store.len = 0;
+    mem_store.version = 0;
     setup_params(32, 17, 5);
     start(&W, 0);
     run_dkg(&W);
@@ -650,6 +688,79 @@ static void test_rt_32(void **state)
     rt_stop(W.rt);
 }
 
+/* GET_WALLET from device 0: its status. */
+static rt_status get_wallet(world *W)
+{
+    cg_cmd g = {.kind = CG_CMD_GET_WALLET, .sender = G.dev[0].pubkey};
+    rt_reply r;
+    post_all(W, &g, 1, &r);
+    rt_status st = r.status;
+    rt_reply_free(&r);
+    return st;
+}
+
+/* The real store fails the commit of the DKG output (round 2): every
+ * device's round-2 call gets UNAVAILABLE, nothing durable is left behind
+ * (no record, and the wallet is absent from the rolled-back instance and
+ * after a re-activation from the store), the old round-2 messages find no
+ * DKG, and a fresh DKG with new messages succeeds and signs. */
+static void test_rt_store_dkg_commit_failure(void **state)
+{
+    (void)state;
+    if (!CG_FAULT_INJECTION) skip();
+    char dir[] = "/tmp/cg-cosigner-store-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    store *st = NULL;
+    assert_int_equal(store_open(dir, NULL, &st, err, sizeof err), RT_OK);
+
+    world W;
+    setup_params(3, 2, 1);
+    start_on(&W, 0, st);
+    cg_cmd c[MAXN] = {0};
+    rt_reply r[MAXN];
+    dkg_round1(&W, c);
+    store_stats ss0, ss1;
+    store_get_stats(st, &ss0);
+    assert_int_equal(store_inject_commit_failures(st, 1, EIO), RT_OK);
+    post_all(&W, c, G.ndev, r);
+    for (uint32_t i = 0; i < G.ndev; i++) {
+        assert_int_equal(r[i].status, RT_UNAVAILABLE);
+        rt_reply_free(&r[i]);
+    }
+    store_get_stats(st, &ss1);
+    assert_int_equal(ss1.commit_failures, ss0.commit_failures + 1); /* the injected one hit */
+    assert_int_equal(rec_version(&W), 0);
+    assert_int_equal(get_wallet(&W), RT_NOT_FOUND);
+    /* The DKG went with the rolled-back instance: a retry of round 2 is
+     * refused, never answered from a wallet that was not committed. */
+    post_all(&W, c, G.ndev, r);
+    for (uint32_t i = 0; i < G.ndev; i++) {
+        assert_int_equal(r[i].status, RT_ABORTED);
+        rt_reply_free(&r[i]);
+    }
+    assert_int_equal(rec_version(&W), 0);
+
+    /* Re-activation from the store: still no wallet. */
+    rt_stop(W.rt);
+    start_on(&W, 0, st);
+    assert_int_equal(get_wallet(&W), RT_NOT_FOUND);
+    assert_int_equal(rec_version(&W), 0);
+
+    /* A fresh DKG (new messages, same participants) commits and signs. */
+    run_dkg(&W);
+    assert_int_equal(get_wallet(&W), RT_OK);
+    sign_ok(&W);
+    rt_stop(W.rt);
+    start_on(&W, 0, st);
+    sign_ok(&W); /* from the store */
+    rt_stop(W.rt);
+    store_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     cx_init();
@@ -659,9 +770,10 @@ int main(void)
         cmocka_unit_test(test_rt_2of3),
         cmocka_unit_test(test_rt_2of2),
         cmocka_unit_test(test_rt_32),
+        cmocka_unit_test(test_rt_store_dkg_commit_failure),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     secp256k1_context_destroy(secp);
-    free(store.rec);
+    free(mem_store.rec);
     return rc;
 }
