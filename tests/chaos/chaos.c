@@ -38,7 +38,9 @@
  *     (k*G == R); the other files of the directory likewise (data.mdb itself
  *     is ciphertext and is covered by the decrypted scan);
  *   - the daemon's RSS stays bounded within each lifetime while idle
- *     eviction runs (late-lifetime peak vs. early-lifetime peak).
+ *     eviction runs (late-lifetime peak vs. early-lifetime peak);
+ *   - every fault kind was injected, and (with the preload) at least one
+ *     armed storage failure reached its wallet as UNAVAILABLE.
  *
  * Usage: chaos --daemon PATH [--preload PATH] [--seconds S] [--kills K]
  *              [--clean N] [--faulty M] [--seed X] [--idle-ms MS] [--min-faults N]
@@ -545,6 +547,7 @@ typedef struct wallet {
     uint8_t secshare[MAXN][32], pubshare[MAXN][33];
     /* the operation in flight */
     int state, op, round, pending, failed, op_gen, expect_errors, final_op, store_fault;
+    int store_fail_seen; /* this operation got UNAVAILABLE while its store fault was armed */
     double r1_sent, r2_done;
     int storm_left;
     int r2_aborted;
@@ -659,6 +662,12 @@ static int account(req *q, long code, json_t *resp)
     C.by_code[CODE_UNDOCUMENTED]++;
     violation("undocumented response: HTTP %ld code %s", code, name ? name : "(no JSON error)");
     return 1;
+}
+
+static int is_code(json_t *resp, const char *name)
+{
+    const char *c = json_string_value(json_object_get(json_object_get(resp, "error"), "code"));
+    return c && !strcmp(c, name);
 }
 
 static void op_fail(wallet *w, long code, json_t *resp, const char *why)
@@ -1033,6 +1042,7 @@ static void op_done(wallet *w)
      * time, so the wallet's actor is evicted and re-activated constantly. */
     w->next_at = now_ms() + rnd(3 * (unsigned)O.idle_ms) + (w->failed && !w->clean ? 150 : 0);
     w->store_fault = 0;
+    w->store_fail_seen = 0;
 }
 
 static void on_resp(void *arg, long code, json_t *resp, const char *err)
@@ -1089,6 +1099,13 @@ static void on_resp(void *arg, long code, json_t *resp, const char *err)
     if (w->round == 2 && q->kind == RQ_OP) {
         w->r2_done = now_ms();
         if (code == 409) w->r2_aborted = 1;
+    }
+    if (w->store_fault && w->op == OP_DKG && q->kind == RQ_OP && q->gen == w->op_gen &&
+        code == 503 && !w->store_fail_seen && is_code(resp, "UNAVAILABLE")) {
+        /* The armed fsync failure hit this wallet's metadata write (round
+         * 1) or the commit of its DKG output (round 2). */
+        w->store_fail_seen = 1;
+        C.store_fail_seen++;
     }
     if (q->gen != w->op_gen && !w->failed) {
         w->failed = 1;
@@ -1419,6 +1436,12 @@ int main(int argc, char **argv)
         if (!C.faults[k] && (k != F_STORE || O.preload))
             violation("no fault of kind \"%s\" was injected", fault_names[k]);
     }
+    /* Armed is not injected: at least one armed storage failure must have
+     * reached its wallet as UNAVAILABLE (an arm that expires unused, or hits
+     * another faulty wallet's commit, is possible; all of them is not). */
+    if (O.preload && C.faults[F_STORE] && !C.store_fail_seen)
+        violation("%" PRIu64 " store write failures armed, none seen as UNAVAILABLE by its wallet",
+                  C.faults[F_STORE]);
     if (faults < O.min_faults)
         violation("only %" PRIu64 " faults injected, the run requires %" PRIu64, faults,
                   O.min_faults);
@@ -1450,6 +1473,9 @@ int main(int argc, char **argv)
     printf("data-dir scans %" PRIu64 " (%" PRIu64
            " windows checked against the nonces), peak RSS %ld KiB\n",
            C.scans, C.scanned_windows, RSS_MAX);
+    printf("store write failures armed %" PRIu64
+           ", seen as UNAVAILABLE by the armed wallet %" PRIu64 "\n",
+           C.faults[F_STORE], C.store_fail_seen);
     printf("restart storms %" PRIu64 " (quarantine answers seen %" PRIu64
            "), sessions lost to idle eviction between rounds %" PRIu64
            " (round gap >= idle threshold %" PRIu64 " ms)\n",
