@@ -28,6 +28,7 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	@mkdir -p data
+	@echo "cosigner-cli and cosigner-bench are in ./$(BUILD)/cli/"
 	./$(BUILD)/src/cosignerd --listen 127.0.0.1:7074 --data-dir ./data $(ARGS)
 
 test: deps
