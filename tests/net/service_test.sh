@@ -4,7 +4,8 @@
 #
 #   service_test.sh COSIGNERD COSIGNER_CLI SECTION [COSIGNER_BENCH]
 #
-# SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault | config | bench
+# SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault | config | notify |
+#          bench
 set -euo pipefail
 D=$1
 CLI=$2
@@ -12,8 +13,10 @@ SECTION=$3
 BENCH=${4:-$(dirname "$CLI")/cosigner-bench}
 T=$(mktemp -d)
 PID=
+LISTENER=
 cleanup() {
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" || true; fi
+    if [ -n "$LISTENER" ]; then kill "$LISTENER" 2>/dev/null || true; wait "$LISTENER" 2>/dev/null || true; fi
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -455,6 +458,68 @@ config)
     [ "$(cli --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')" = "$(awk '{ print $2 }' <<<"$ver")" ] ||
         fail "--version and /v1/info disagree: $ver"
     stop
+    ;;
+notify)
+    # systemd notify protocol (dist/cosignerd.service is Type=notify with a
+    # watchdog): READY=1 once serving, WATCHDOG=1 every WATCHDOG_USEC/2 when
+    # the watchdog is meant for this process, STOPPING=1 on SIGTERM. A
+    # datagram socket stands in for systemd; each datagram is logged as one
+    # line, its newlines turned into '|'. Only deadlines are asserted, never
+    # intervals: the machine may be loaded.
+    python3 - "$T/notify.sock" "$T/notify.log" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a", buffering=1) as f:
+    while True:
+        f.write(s.recv(65536).decode(errors="replace").replace("\n", "|") + "\n")
+PY
+    LISTENER=$!
+    for _ in $(seq 1 200); do [ -S "$T/notify.sock" ] && break; sleep 0.05; done
+    [ -S "$T/notify.sock" ] || fail "notify listener did not bind"
+    : >"$T/notify.log"
+    # until_logged PATTERN COUNT WHAT: waits (30 s at most) for COUNT lines
+    # of the notify log to match the extended regex PATTERN.
+    until_logged() {
+        local n=0
+        for _ in $(seq 1 600); do
+            n=$(grep -cE "$1" "$T/notify.log") || true
+            [ "$n" -ge "$2" ] && return 0
+            sleep 0.05
+        done
+        fail "$3: $n of $2 notifications: $(tr '\n' ' ' <"$T/notify.log")"
+    }
+    # sd_watchdog_enabled(): with WATCHDOG_PID set, the watchdog is only
+    # this process's if the PID is its own, as systemd sets it. A wrapper
+    # that execs the daemon knows that PID before the daemon runs.
+    REAL_D=$D
+    D=$T/cosignerd-wrapper
+    printf '#!/bin/sh\nexport WATCHDOG_PID="${WATCHDOG_PID:-$$}"\nexec "%s" "$@"\n' "$REAL_D" >"$D"
+    chmod +x "$D"
+    NOTIFY_SOCKET=$T/notify.sock WATCHDOG_USEC=200000 start
+    until_logged '^READY=1' 1 "no READY=1"
+    ready=$(head -1 "$T/notify.log")
+    grep -qE '^READY=1\|' <<<"$ready" || fail "first notification is not READY=1: $ready"
+    grep -qF "|MAINPID=$PID|" <<<"|$ready|" || fail "READY=1 without MAINPID=$PID: $ready"
+    grep -qF "|STATUS=serving on 127.0.0.1:${URL##*:}|" <<<"|$ready|" ||
+        fail "READY=1 without STATUS naming the address: $ready"
+    until_logged '^WATCHDOG=1$' 2 "watchdog pings (WATCHDOG_USEC=200000)"
+    healthy "watchdog pings"
+    stop
+    until_logged '^STOPPING=1$' 1 "no STOPPING=1 on SIGTERM"
+    [ "$(tail -1 "$T/notify.log")" = STOPPING=1 ] || fail "notifications after STOPPING=1: $(tail -3 "$T/notify.log")"
+    # A watchdog meant for another process (WATCHDOG_PID not ours): READY=1
+    # still, but no pings. Without it the main loop wakes once a second, so
+    # 1.5 s after READY=1 a wrongly enabled watchdog would have pinged.
+    : >"$T/notify.log"
+    : >"$T/log"
+    NOTIFY_SOCKET=$T/notify.sock WATCHDOG_USEC=200000 WATCHDOG_PID=1 start
+    until_logged '^READY=1' 1 "no READY=1 with another process's watchdog"
+    sleep 1.5
+    ! grep -q '^WATCHDOG=' "$T/notify.log" || fail "pinged a watchdog meant for WATCHDOG_PID=1"
+    stop
+    until_logged '^STOPPING=1$' 1 "no STOPPING=1 on SIGTERM"
+    D=$REAL_D
     ;;
 bench)
     # cosigner-bench --fault-rate: errors are counted apart for the users
