@@ -6,6 +6,9 @@
  * Why through the server: net.h exposes no request -> command decoder and no
  * Authorization parser of its own (net_codec_encode and net_auth_parse are
  * internal to src/net), so the closest public entry is the server itself.
+ * fuzz_codec.c and fuzz_auth_header.c drive those internals directly, far
+ * faster; these two keep the whole path (routing, limits, the order of the
+ * checks, the response) under the fuzzer.
  *
  * Two targets share this file:
  *   fuzz_net_request (default)  the JSON body and route of an AUTHENTICATED
