@@ -117,6 +117,7 @@ struct rt_runtime {
     unsigned nworkers;
 
     rt_timer timer;
+    rt_blkpool blocks; /* request blocks, recycled between senders and workers */
 
     pthread_t hk;
     pthread_mutex_t hk_mu;
@@ -1086,7 +1087,7 @@ void rt_send(rt_runtime *rt, const rt_key *key, const void *data, size_t len, ui
         return;
     }
     size_t hdr = (sizeof(rt_slot) + sizeof(rt_mnode) + 15) & ~(size_t)15;
-    rt_slot *s = malloc(hdr + len);
+    rt_slot *s = rt_slot_alloc(&rt->blocks, hdr + len);
     if (!s) {
         refuse(cb, arg, RT_RESOURCE_EXHAUSTED, "out of memory", 0);
         return;
@@ -1498,6 +1499,7 @@ rt_status rt_start(const rt_config *cfg, rt_runtime **out)
     pthread_mutex_init(&rt->hk_mu, NULL);
     rt_cond_init_mono(&rt->hk_cv);
     pthread_mutex_init(&rt->sweep_mu, NULL);
+    rt_blkpool_init(&rt->blocks);
     if (rt_timer_start(&rt->timer) != 0) goto fail_timer;
     rt->workers = calloc(c->workers, sizeof *rt->workers);
     if (!rt->workers) goto fail_workers;
@@ -1518,6 +1520,7 @@ fail_workers:
     free(rt->workers);
     rt_timer_stop(&rt->timer);
 fail_timer:
+    rt_blkpool_destroy(&rt->blocks);
     cds_lfht_destroy(rt->ht, NULL);
     free(rt);
     return RT_RESOURCE_EXHAUSTED;
@@ -1578,6 +1581,7 @@ void rt_stop(rt_runtime *rt)
     urcu_memb_read_unlock();
     urcu_memb_barrier();
     rt_timer_stop(&rt->timer);
+    rt_blkpool_destroy(&rt->blocks); /* every slot is released by now */
     cds_lfht_destroy(rt->ht, NULL);
     pthread_mutex_destroy(&rt->rq_mu);
     pthread_cond_destroy(&rt->rq_cv);

@@ -12,7 +12,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "cg_config.h"
 #include "rt_slot.h"
+
+#if CG_SANITIZE_ADDRESS
+#include <sanitizer/asan_interface.h>
+/* A pooled block is poisoned but for its link, so a use after release is
+ * still reported as one. */
+#define BLK_POISON(b) ASAN_POISON_MEMORY_REGION((b), RT_BLK_SIZE - sizeof(rt_blklink))
+#define BLK_UNPOISON(b) ASAN_UNPOISON_MEMORY_REGION((b), RT_BLK_SIZE - sizeof(rt_blklink))
+#else
+#define BLK_POISON(b) ((void)(b))
+#define BLK_UNPOISON(b) ((void)(b))
+#endif
 
 uint64_t rt_now_ms(void)
 {
@@ -59,6 +71,88 @@ void rt_slot_init(rt_slot *s, uint64_t deadline, rt_reply_cb cb, void *arg)
     memset(&s->held, 0, sizeof s->held);
     s->cb = cb;
     s->arg = arg;
+}
+
+/* The link lives in the block's last bytes, dead payload once released. */
+static rt_blklink *blk_link(void *b)
+{
+    return (rt_blklink *)((char *)b + RT_BLK_SIZE - sizeof(rt_blklink));
+}
+
+static void *blk_of(rt_blklink *l)
+{
+    return (char *)l - (RT_BLK_SIZE - sizeof(rt_blklink));
+}
+
+void rt_blkpool_init(rt_blkpool *p)
+{
+    memset(p, 0, sizeof *p);
+    atomic_init(&p->ret, NULL);
+    rt_mutex_init_hot(&p->mu);
+}
+
+void rt_blkpool_destroy(rt_blkpool *p)
+{
+    rt_blklink *l = atomic_exchange_explicit(&p->ret, NULL, memory_order_acquire);
+    for (int pass = 0; pass < 2; pass++) {
+        while (l) {
+            rt_blklink *next = l->next;
+            void *b = blk_of(l);
+            BLK_UNPOISON(b);
+            free(b);
+            l = next;
+        }
+        l = p->take;
+        p->take = NULL;
+    }
+    pthread_mutex_destroy(&p->mu);
+}
+
+rt_slot *rt_slot_alloc(rt_blkpool *p, size_t size)
+{
+    rt_slot *s;
+    if (!p || size > RT_BLK_SIZE - sizeof(rt_blklink)) {
+        s = malloc(size);
+        if (s) s->pool = NULL;
+        return s;
+    }
+    pthread_mutex_lock(&p->mu);
+    rt_blklink *l = p->take;
+    if (!l && atomic_load_explicit(&p->ret, memory_order_relaxed))
+        l = atomic_exchange_explicit(&p->ret, NULL, memory_order_acquire);
+    if (l) {
+        p->take = l->next;
+        pthread_mutex_unlock(&p->mu);
+        s = blk_of(l);
+        BLK_UNPOISON(s);
+        s->pool = p;
+        return s;
+    }
+    int pooled = p->nblocks < RT_BLK_CAP;
+    if (pooled) p->nblocks++;
+    pthread_mutex_unlock(&p->mu);
+    s = malloc(pooled ? RT_BLK_SIZE : size);
+    if (!s) {
+        if (pooled) {
+            pthread_mutex_lock(&p->mu);
+            p->nblocks--;
+            pthread_mutex_unlock(&p->mu);
+        }
+        return NULL;
+    }
+    s->pool = pooled ? p : NULL;
+    return s;
+}
+
+static void blk_put(rt_blkpool *p, rt_slot *s)
+{
+    rt_blklink *l = blk_link(s);
+    BLK_POISON(s);
+    rt_blklink *head = atomic_load_explicit(&p->ret, memory_order_relaxed);
+    do {
+        l->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&p->ret, &head, l, memory_order_release,
+                                                    memory_order_relaxed));
 }
 
 static pthread_mutexattr_t hot_attr;
@@ -173,8 +267,13 @@ static void disarm(rt_timer *t, rt_slot *s)
 
 void rt_slot_release(rt_slot *s)
 {
-    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
-        free(s); /* a slot heads the malloc'd block of its request */
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        /* a slot heads the block of its request */
+        if (s->pool)
+            blk_put(s->pool, s);
+        else
+            free(s);
+    }
 }
 
 bool rt_slot_finish(rt_timer *t, rt_slot *s, rt_status st, uint8_t *data, size_t len,

@@ -5,8 +5,8 @@
  * PENDING -> DONE transition delivers; every other attempt is dropped, so a
  * caller gets exactly one reply even when the actor, a commit and the timer
  * race for it. A slot is shared by at most two owners: the request path
- * (mailbox, handler, parked list, commit hold) and the timer wheel; it is
- * freed when both let go.
+ * (mailbox, handler, parked list, commit hold) and the timer wheel; its
+ * block is recycled or freed when both let go.
  */
 #ifndef RT_SLOT_H
 #define RT_SLOT_H
@@ -18,6 +18,7 @@
 #include "rt.h"
 
 typedef struct rt_slot rt_slot;
+typedef struct rt_blkpool rt_blkpool;
 struct rt_slot {
     _Atomic int state; /* 0 pending, 1 done */
     _Atomic int refs;
@@ -31,7 +32,47 @@ struct rt_slot {
     rt_reply held;
     rt_reply_cb cb;
     void *arg;
+    rt_blkpool *pool; /* where the block goes back at the last release; NULL = free() */
 };
+
+/*
+ * Recycles the fixed-size blocks of small requests (slot, queue node and a
+ * payload of up to ~100 bytes in one block). A request is allocated by the
+ * sending thread and released by a worker, which with malloc means every
+ * free goes back to the sender's arena and contends on its lock. Here a
+ * releaser pushes the block onto a lock-free stack (one CAS) and senders pop
+ * from their own list under a short lock, refilling it by taking the whole
+ * stack at once (an exchange: nothing is ever popped singly from the shared
+ * stack, so there is no ABA). At most RT_BLK_CAP blocks (2 MiB) are ever
+ * pooled, kept until rt_stop(); past that, requests get plain malloc'd
+ * blocks. rt_blkpool_destroy() frees them once every slot is released.
+ */
+#define RT_BLK_SIZE 256
+#define RT_BLK_CAP 8192
+
+typedef struct rt_blklink {
+    struct rt_blklink *next;
+} rt_blklink;
+
+/* The releasers' word and the senders' lock sit on separate cache lines
+ * (padding, not _Alignas: the runtime is calloc'd, 16-byte aligned). */
+struct rt_blkpool {
+    char pad0[64];
+    _Atomic(rt_blklink *) ret; /* pushed by releasers */
+    char pad1[64 - sizeof(rt_blklink *)];
+    pthread_mutex_t mu; /* guards take and nblocks (senders) */
+    rt_blklink *take;
+    unsigned nblocks; /* blocks owned by the pool: in flight, in take or in ret */
+    char pad2[64];
+};
+
+void rt_blkpool_init(rt_blkpool *p);
+/* Frees the pooled blocks. Every slot of the pool must have been released. */
+void rt_blkpool_destroy(rt_blkpool *p);
+/* A block of at least size bytes headed by a slot whose pool field is set:
+ * from p when size fits a pooled block (p may be NULL), else malloc'd.
+ * NULL when out of memory. */
+rt_slot *rt_slot_alloc(rt_blkpool *p, size_t size);
 
 #define RT_TIMER_SHARDS 16
 #define RT_WHEEL 1024
@@ -64,7 +105,8 @@ int rt_timer_start(rt_timer *t);
 /* Fires whatever is still linked with CANCELLED and joins the thread. */
 void rt_timer_stop(rt_timer *t);
 
-/* Initializes a slot owned by the caller (one reference). */
+/* Initializes a slot owned by the caller (one reference); leaves pool as
+ * rt_slot_alloc() set it. */
 void rt_slot_init(rt_slot *s, uint64_t deadline, rt_reply_cb cb, void *arg);
 /* Links s into the wheel (takes a second reference) when it has a deadline. */
 void rt_slot_arm(rt_timer *t, rt_slot *s);
@@ -80,7 +122,8 @@ static inline bool rt_slot_done(rt_slot *s)
 {
     return atomic_load_explicit(&s->state, memory_order_acquire) != 0;
 }
-/* Drops the caller's reference; the slot's memory block is freed at zero. */
+/* Drops the caller's reference; at zero the slot's memory block goes back to
+ * its pool, or is freed. */
 void rt_slot_release(rt_slot *s);
 
 /* Builds a reply carrying a copy of a message (for errors). */
