@@ -458,11 +458,13 @@ static void abort_parked(rt_runtime *rt, rt_actor *a, rt_status st, const char *
         e->nparked = e->capparked = 0;
     }
     pthread_mutex_unlock(&a->mu);
+    /* Uncounted before anyone hears: a waiter that got its ABORTED must not
+     * still see itself parked in the stats (rt_ctx_complete does the same). */
+    if (n) STAT_SUB(rt, parked, n);
     for (uint32_t i = 0; i < n; i++) {
         rt_slot_fail(&rt->timer, p[i].slot, st, why, 0);
         rt_slot_release(p[i].slot);
     }
-    if (n) STAT_SUB(rt, parked, n);
     free(p);
 }
 
