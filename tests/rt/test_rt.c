@@ -167,6 +167,19 @@ static void *hammer_main(void *arg)
     return NULL;
 }
 
+/* Sends op to key and expects the caller's answer to a handler fault:
+ * INTERNAL "handler panicked", whatever the handler produced before. */
+static void expect_panicked(rt_runtime *rt, unsigned key, uint8_t op)
+{
+    rt_key k = tb_key(key);
+    rt_reply rep;
+    rt_call(rt, &k, &op, 1, rt_now_ms() + 10000, &rep);
+    assert_int_equal(rep.status, RT_INTERNAL);
+    assert_int_equal(rep.len, strlen("handler panicked"));
+    assert_memory_equal(rep.data, "handler panicked", rep.len);
+    rt_reply_free(&rep);
+}
+
 static void test_panic_isolated(void **state)
 {
     (void)state;
@@ -180,14 +193,7 @@ static void test_panic_isolated(void **state)
     assert_int_equal(tb_call(rt, 1, TB_INCR, &v), RT_OK);
     uint64_t creates = atomic_load(&tbw.creates);
 
-    rt_key k = tb_key(1);
-    uint8_t op = TB_PANIC;
-    rt_reply rep;
-    rt_call(rt, &k, &op, 1, rt_now_ms() + 10000, &rep);
-    assert_int_equal(rep.status, RT_INTERNAL);
-    assert_int_equal(rep.len, strlen("handler panicked"));
-    assert_memory_equal(rep.data, "handler panicked", rep.len);
-    rt_reply_free(&rep);
+    expect_panicked(rt, 1, TB_PANIC);
 
     /* Next message: fresh instance built from the durable record. */
     assert_int_equal(tb_call(rt, 1, TB_GET, &v), RT_OK);
@@ -195,11 +201,7 @@ static void test_panic_isolated(void **state)
     assert_true(atomic_load(&tbw.creates) > creates);
 
     /* A reply produced before the panic never escapes. */
-    op = TB_REPLY_PANIC;
-    rt_call(rt, &k, &op, 1, rt_now_ms() + 10000, &rep);
-    assert_int_equal(rep.status, RT_INTERNAL);
-    assert_int_equal(rep.len, strlen("handler panicked"));
-    rt_reply_free(&rep);
+    expect_panicked(rt, 1, TB_REPLY_PANIC);
 
     /* In-memory changes of a faulting handler are discarded. */
     assert_int_equal(tb_call(rt, 1, TB_PANIC_AFTER_INCR, NULL), RT_INTERNAL);
@@ -647,14 +649,7 @@ static void test_completed_then_panic(void **state)
     TB_WAIT(stats(rt).parked == 3);
     assert_int_equal(stats(rt).parked, 3);
 
-    rt_key k = tb_key(65);
-    uint8_t op = TB_COMPLETE_PANIC;
-    rt_reply rep;
-    rt_call(rt, &k, &op, 1, rt_now_ms() + 10000, &rep);
-    assert_int_equal(rep.status, RT_INTERNAL);
-    assert_int_equal(rep.len, strlen("handler panicked"));
-    assert_memory_equal(rep.data, "handler panicked", rep.len);
-    rt_reply_free(&rep);
+    expect_panicked(rt, 65, TB_COMPLETE_PANIC);
     for (int i = 0; i < 3; i++) {
         TB_WAIT(atomic_load(&p[i].calls) == 1);
         assert_int_equal(atomic_load(&p[i].calls), 1);
