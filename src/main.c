@@ -55,28 +55,18 @@ static const char *kv(char *buf, size_t cap, const char *v, int quote)
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         char e[8];
         int el;
-        switch (*p) {
-        case '"':
-            el = snprintf(e, sizeof e, "\\\"");
-            break;
-        case '\\':
-            el = snprintf(e, sizeof e, "\\\\");
-            break;
-        case '\n':
-            el = snprintf(e, sizeof e, "\\n");
-            break;
-        case '\r':
-            el = snprintf(e, sizeof e, "\\r");
-            break;
-        case '\t':
-            el = snprintf(e, sizeof e, "\\t");
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                el = snprintf(e, sizeof e, "\\x%02x", *p);
-            else
-                e[0] = (char)*p, el = 1;
-        }
+        const char *esc = *p == '"'    ? "\\\""
+                          : *p == '\\' ? "\\\\"
+                          : *p == '\n' ? "\\n"
+                          : *p == '\r' ? "\\r"
+                          : *p == '\t' ? "\\t"
+                                       : NULL;
+        if (esc)
+            el = snprintf(e, sizeof e, "%s", esc);
+        else if (*p < 0x20 || *p == 0x7f)
+            el = snprintf(e, sizeof e, "\\x%02x", *p);
+        else
+            e[0] = (char)*p, el = 1;
         if (n + (size_t)el + 2 > cap) break; /* room for the closing quote and NUL */
         memcpy(buf + n, e, (size_t)el);
         n += (size_t)el;

@@ -458,6 +458,19 @@ config)
     [ "$(cli --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')" = "$(awk '{ print $2 }' <<<"$ver")" ] ||
         fail "--version and /v1/info disagree: $ver"
     stop
+    # A value with a space, a quote and a newline is quoted and escaped: the
+    # event stays one line and cannot forge another key.
+    odd="$T/odd dir\"x=1
+level=error"
+    "$D" --listen 127.0.0.1:0 --data-dir "$odd" 2>"$T/err" &
+    PID=$!
+    for _ in $(seq 1 200); do grep -q 'event=started' "$T/err" && break; sleep 0.05; done
+    kill -TERM "$PID"
+    wait "$PID" || fail "daemon with an odd data dir exited non-zero"
+    PID=
+    grep -qF 'data_dir="'"$T"'/odd dir\"x=1\nlevel=error"' "$T/err" ||
+        fail "data_dir not escaped: $(grep started "$T/err")"
+    ! grep -q '^level=error' "$T/err" || fail "a value broke its event into two lines"
     ;;
 notify)
     # systemd notify protocol (dist/cosignerd.service is Type=notify with a
