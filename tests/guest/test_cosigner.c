@@ -1196,6 +1196,16 @@ static void sess_all3(wallet *w, sess *s)
  * service signs then) and after round 2, (b) when an abandoned session
  * expires on a tick, (c) when a session aborts on a bad partial signature
  * and when a handler fault throws the instance away. */
+/* Ticks past every session deadline, then: the watched nonce's block was
+ * freed and no freed block carried the nonce. */
+static void expire_and_check_freed(wallet *w)
+{
+    w->h.now += 60001;
+    tick(&w->h);
+    assert_true(fw.target_freed);
+    assert_int_equal(fw.leaks, 0);
+}
+
 static void test_secnonce_wiped_in_actor(void **state)
 {
     (void)state;
@@ -1217,23 +1227,17 @@ static void test_secnonce_wiped_in_actor(void **state)
     assert_int_equal(sign_round2(&w, &s, -1, &blame), RT_OK);
     assert_true(secp256k1_schnorrsig_verify(secp, s.sig, s.msg, s.msg_len, &s.Q));
     assert_false(actor_holds(w.h.a, fw.k));
-    w.h.now += 60001;
-    tick(&w.h);
-    assert_true(fw.target_freed);
-    assert_int_equal(fw.leaks, 0);
+    expire_and_check_freed(&w);
     unwatch();
 
     /* (b) only one device posts; the deadline passes; a tick expires it. */
     sess_all3(&w, &s);
     r[0] = post_sign1(&w, &s, 1);
     watch_nonce(w.h.a, s.sid);
-    w.h.now += 60001;
-    tick(&w.h);
+    expire_and_check_freed(&w);
     assert_int_equal(final(&w.h, &r[0])->st, RT_DEADLINE_EXCEEDED);
     cg_actor_session_counts(w.h.a, &sessions, &nonces);
     assert_int_equal(sessions, 0);
-    assert_true(fw.target_freed);
-    assert_int_equal(fw.leaks, 0);
     assert_false(actor_holds(w.h.a, fw.k));
     unwatch();
 
@@ -1247,10 +1251,7 @@ static void test_secnonce_wiped_in_actor(void **state)
     assert_int_equal(sign_round2(&w, &s, 2, &blame), RT_ABORTED);
     assert_int_equal(blame, 1u << 2);
     assert_false(actor_holds(w.h.a, fw.k));
-    w.h.now += 60001;
-    tick(&w.h);
-    assert_true(fw.target_freed);
-    assert_int_equal(fw.leaks, 0);
+    expire_and_check_freed(&w);
     unwatch();
 
     /* (c) a handler fault while the nonce is live: the host throws the
