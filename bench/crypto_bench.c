@@ -29,8 +29,9 @@
  * derivation, and the one scalar inversion of the Lagrange coefficients
  * (libsecp256k1 0.2.0 has no public inversion; ours is an exponentiation).
  *
- * Prints {"workload":"sign_session",...}; with the ChillDKG bench linked in
- * (CRYPTO_BENCH_HAVE_DKG) also its {"workload":"dkg",...} line.
+ * Prints {"workload":"sign_session",...} and {"workload":"auth_verify",...}
+ * (one request authentication: the service pays one per device request); with the ChillDKG bench
+ * linked in (CRYPTO_BENCH_HAVE_DKG) also its {"workload":"dkg",...} line.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -304,6 +305,50 @@ static int bench_sign_session(FILE *out, int iterations)
     return 0;
 }
 
+/*
+ * One request authentication as the service does it (API.md): parse the
+ * 33-byte host key, take its x-only form, one tagged SHA-256 over a
+ * request-sized body (standing for SHA-256(body) and the auth message's
+ * tagged hash), one BIP340 verification. The end-to-end bound of a session
+ * in scripts/service_bench.sh adds one of these per device request.
+ */
+static int bench_auth_verify(FILE *out, int iterations)
+{
+    secp256k1_context *c = g_secp;
+    uint8_t sk[32], pk33[33], body[160], msg[32], sig[64];
+    size_t l = 33;
+    secp256k1_keypair kp;
+    secp256k1_pubkey pk;
+    cx_random(body, sizeof body);
+    do
+        cx_random(sk, 32);
+    while (!secp256k1_keypair_create(c, &kp, sk));
+    CHECK(secp256k1_keypair_pub(c, &pk, &kp));
+    CHECK(secp256k1_ec_pubkey_serialize(c, pk33, &l, &pk, SECP256K1_EC_COMPRESSED));
+    cx_random(msg, 32);
+    CHECK(secp256k1_schnorrsig_sign32(c, sig, msg, &kp, NULL));
+    double *t = calloc((size_t)iterations, sizeof *t);
+    if (!t) die("calloc");
+    for (int i = -20; i < iterations; i++) {
+        double t0 = cpu_now_us();
+        secp256k1_pubkey p;
+        secp256k1_xonly_pubkey x;
+        uint8_t h[32];
+        CHECK(secp256k1_ec_pubkey_parse(c, &p, pk33, 33));
+        CHECK(secp256k1_xonly_pubkey_from_pubkey(c, &x, NULL, &p));
+        CHECK(secp256k1_tagged_sha256(c, h, (const uint8_t *)"cosignerd/auth/v1", 17, body,
+                                      sizeof body));
+        g_sink += h[0];
+        CHECK(secp256k1_schnorrsig_verify(c, sig, msg, 32, &x));
+        if (i >= 0) t[i] = cpu_now_us() - t0;
+    }
+    qsort(t, (size_t)iterations, sizeof *t, cmp_double);
+    fprintf(out, "{\"workload\":\"auth_verify\",\"cpu_us\":%.1f}\n", t[iterations / 2]);
+    free(t);
+    cx_wipe(sk, sizeof sk);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int iterations = argc > 1 ? atoi(argv[1]) : 500;
@@ -315,6 +360,7 @@ int main(int argc, char **argv)
     cx_random(seed, 32);
     CHECK(secp256k1_context_randomize(g_secp, seed));
     rc = bench_sign_session(stdout, iterations);
+    if (rc == 0) rc = bench_auth_verify(stdout, iterations);
 #ifdef CRYPTO_BENCH_HAVE_DKG
     if (rc == 0) rc = crypto_bench_dkg(stdout, iterations);
 #endif

@@ -22,6 +22,16 @@
  * (errors_faulted; faulted_users says how many were chosen) and the others
  * (errors_clean); a fault that leaked into other wallets shows up in
  * errors_clean.
+ *
+ * --rate R [--duration S] is the open-loop mode (as wrk2 does it): every
+ * user first runs its DKG (closed loop, C at once), then signing sessions
+ * are started at R per second for S seconds (default 10), each at its
+ * scheduled time whether or not earlier ones have completed, on whichever
+ * user is free (at most C sessions in flight). A session's latency runs
+ * from its *scheduled* start, so time spent waiting for a free user or a
+ * free slot counts: a service that falls behind shows it in the tail
+ * instead of slowing the load down (no coordinated omission). Prints
+ * {"workload":"open_loop","rate":R,...,"p50_ms","p99_ms","p999_ms",...}.
  */
 #include <math.h>
 #include <stdio.h>
@@ -68,6 +78,7 @@ static const char *const lat_names[L_COUNT] = {"dkg_round1",  "dkg_round2", "sig
 typedef struct user_ctx {
     int sessions_left;
     int inject;
+    int ready; /* DKG done: may run open-loop sessions */
     double t0;
 } user_ctx;
 
@@ -90,9 +101,19 @@ static struct {
     dev_user *u;
     user_ctx *c;
     int json;
+    /* open loop (--rate) */
+    double rate, duration_s, ol_t0;
+    unsigned long ol_total, ol_next; /* sessions to schedule; the next one's number */
+    unsigned long ol_started, ol_ok, ol_errors;
+    unsigned long *ol_queue; /* numbers of the sessions that are due and not started */
+    unsigned long ol_qhead, ol_qtail;
+    unsigned *ol_free; /* ready users that are not in a session */
+    unsigned ol_nfree, ol_inflight;
+    lat ol_lat;
 } B;
 
 static void start_user(unsigned i);
+static void progress(void *arg);
 
 static void user_finished(void)
 {
@@ -198,6 +219,7 @@ static void on_dkg(dev_user *u, int ok, long code, const char *msg)
         return;
     }
     lat_add(&B.l[L_DKG], dev_now_ms() - c->t0);
+    c->ready = 1;
     if (c->inject) {
         char path[128], wid[65];
         net_hex_encode(wid, u->w.wallet_id, 32);
@@ -233,6 +255,95 @@ static void start_user(unsigned i)
     dev_dkg(u);
 }
 
+/* ---- open loop ---------------------------------------------------------- */
+
+static double ol_due_ms(unsigned long k)
+{
+    return B.ol_t0 + (double)k * 1000.0 / B.rate;
+}
+
+static void ol_on_sign(dev_user *u, int ok, long code, const char *msg)
+{
+    user_ctx *c = u->ud;
+    if (ok) {
+        B.ol_ok++;
+        lat_add(&B.ol_lat, dev_now_ms() - c->t0); /* c->t0 is the scheduled start */
+    } else {
+        B.ol_errors++;
+        count_error(u, code);
+        if (B.ol_errors <= 5) fprintf(stderr, "\ncosigner-bench: session failed: %s\n", msg);
+    }
+    dev_user_release(u);
+    B.ol_inflight--;
+    B.ol_free[B.ol_nfree++] = (unsigned)(u - B.u);
+}
+
+static void ol_start(unsigned i, double due)
+{
+    dev_user *u = &B.u[i];
+    user_ctx *c = &B.c[i];
+    uint8_t msg[32];
+    cx_random(msg, sizeof msg);
+    uint32_t ids[DEV_MAX_N];
+    size_t n = 0;
+    for (uint32_t k = 0; k < u->w.n && n < u->w.t; k++)
+        ids[n++] = k;
+    c->t0 = due;
+    u->done = ol_on_sign;
+    B.ol_inflight++;
+    B.ol_started++;
+    dev_sign(u, ids, n, msg, sizeof msg, 1, NULL);
+}
+
+/* http_run_sched's scheduler: queue what is due, start what can start. */
+static int ol_sched(void *arg)
+{
+    (void)arg;
+    double now = dev_now_ms();
+    while (B.ol_next < B.ol_total && ol_due_ms(B.ol_next) <= now)
+        B.ol_queue[B.ol_qtail++] = B.ol_next++;
+    while (B.ol_qhead < B.ol_qtail && B.ol_nfree && B.ol_inflight < B.conc) {
+        unsigned i = B.ol_free[--B.ol_nfree];
+        ol_start(i, ol_due_ms(B.ol_queue[B.ol_qhead++]));
+    }
+    progress(NULL);
+    if (B.ol_next < B.ol_total) {
+        double w = ol_due_ms(B.ol_next) - dev_now_ms();
+        return w <= 0 ? 0 : w >= 100 ? 100 : (int)ceil(w);
+    }
+    return B.ol_qhead < B.ol_qtail ? 100 : -1;
+}
+
+static void open_loop(void)
+{
+    B.ol_total = (unsigned long)(B.rate * B.duration_s + 0.5);
+    B.ol_queue = calloc(B.ol_total ? B.ol_total : 1, sizeof *B.ol_queue);
+    B.ol_free = calloc(B.users, sizeof *B.ol_free);
+    for (unsigned i = 0; i < B.users; i++)
+        if (B.c[i].ready) B.ol_free[B.ol_nfree++] = i;
+    unsigned ready = B.ol_nfree;
+    B.ol_t0 = dev_now_ms();
+    if (ready)
+        http_run_sched(B.hc, ol_sched, NULL);
+    else
+        fprintf(stderr, "cosigner-bench: no wallet completed its DKG: no session started\n");
+    double el = (dev_now_ms() - B.ol_t0) / 1000.0;
+    qsort(B.ol_lat.v, B.ol_lat.n, sizeof(double), cmpd);
+    /* Sessions never started (no wallet) are failures of the run too. */
+    unsigned long lost = B.ol_total - B.ol_started;
+    B.errors += lost;
+    printf("{\"workload\":\"open_loop\",\"rate\":%.1f,\"duration_s\":%.1f,\"users\":%u,"
+           "\"wallets\":%u,\"max_in_flight\":%u,\"offered\":%lu,\"completed\":%lu,"
+           "\"achieved_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
+           "\"max_ms\":%.3f,\"errors\":%lu}\n",
+           B.rate, B.duration_s, B.users, ready, B.conc, B.ol_total, B.ol_ok,
+           el > 0 ? (double)B.ol_ok / el : 0.0, pct(&B.ol_lat, 50), pct(&B.ol_lat, 99),
+           pct(&B.ol_lat, 99.9), B.ol_lat.n ? B.ol_lat.v[B.ol_lat.n - 1] : 0.0, B.ol_errors + lost);
+    free(B.ol_queue);
+    free(B.ol_free);
+    free(B.ol_lat.v);
+}
+
 static void progress(void *arg)
 {
     (void)arg;
@@ -241,9 +352,14 @@ static void progress(void *arg)
     if (now - last < 1000) return;
     last = now;
     double el = (now - B.t_start) / 1000.0;
-    fprintf(stderr, "\r[%6.1fs] users %u/%u done, %lu sessions (%.0f/s), %lu errors   ", el,
-            B.finished, B.users, B.sessions_ok, el > 0 ? (double)B.sessions_ok / el : 0.0,
-            B.errors);
+    if (B.ol_t0)
+        fprintf(stderr,
+                "\r[%6.1fs] open loop: %lu/%lu started, %lu ok, %u in flight, %lu errors   ", el,
+                B.ol_started, B.ol_total, B.ol_ok, B.ol_inflight, B.errors);
+    else
+        fprintf(stderr, "\r[%6.1fs] users %u/%u done, %lu sessions (%.0f/s), %lu errors   ", el,
+                B.finished, B.users, B.sessions_ok, el > 0 ? (double)B.sessions_ok / el : 0.0,
+                B.errors);
 }
 
 int main(int argc, char **argv)
@@ -262,7 +378,9 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--help")) {
             printf("Usage: cosigner-bench --url URL --users N --concurrency C --sessions K "
-                   "[--devices D] [--fault-rate F] [--json]\n");
+                   "[--devices D] [--fault-rate F] [--json]\n"
+                   "       cosigner-bench --url URL --users N --concurrency C --rate R "
+                   "[--duration S] [--devices D]\n");
             return 0;
         }
         if (!v) {
@@ -282,6 +400,10 @@ int main(int argc, char **argv)
             B.devices = (unsigned)strtoul(v, NULL, 10);
         else if (!strcmp(a, "--fault-rate"))
             B.fault_rate = strtod(v, NULL);
+        else if (!strcmp(a, "--rate"))
+            B.rate = strtod(v, NULL);
+        else if (!strcmp(a, "--duration"))
+            B.duration_s = strtod(v, NULL);
         else {
             fprintf(stderr, "cosigner-bench: unknown option %s (try --help)\n", a);
             return 2;
@@ -290,6 +412,16 @@ int main(int argc, char **argv)
     if (!B.users || !B.conc || B.devices < 1 || B.devices > DEV_MAX_N - 1) {
         fprintf(stderr, "cosigner-bench: users, concurrency must be > 0, devices 1..31\n");
         return 2;
+    }
+    if (B.rate < 0 || B.duration_s < 0 || (B.duration_s > 0 && B.rate == 0) ||
+        B.rate * (B.duration_s ? B.duration_s : 10) > 1e8 || (B.rate > 0 && B.fault_rate > 0)) {
+        fprintf(stderr, "cosigner-bench: --rate R > 0 (with --duration S, R*S <= 1e8), and not "
+                        "with --fault-rate\n");
+        return 2;
+    }
+    if (B.rate > 0) {
+        if (!B.duration_s) B.duration_s = 10;
+        B.sessions = 0; /* the closed loop runs the DKGs only */
     }
     if (!cx_init()) return 1;
     json_t *info = NULL;
@@ -311,6 +443,22 @@ int main(int argc, char **argv)
     http_run(B.hc, progress, NULL);
     B.t_end = dev_now_ms();
     fprintf(stderr, "\n");
+    if (B.rate > 0) {
+        for (int k = 0; k < L_COUNT; k++)
+            qsort(B.l[k].v, B.l[k].n, sizeof(double), cmpd);
+        printf("{\"workload\":\"phase_latency\",\"phase\":\"dkg\",\"count\":%zu,\"p50_ms\":%.3f,"
+               "\"p99_ms\":%.3f}\n",
+               B.l[L_DKG].n, pct(&B.l[L_DKG], 50), pct(&B.l[L_DKG], 99));
+        open_loop();
+        fprintf(stderr, "\n");
+        http_free(B.hc);
+        for (int k = 0; k < L_COUNT; k++)
+            free(B.l[k].v);
+        cx_wipe(B.u, B.users * sizeof *B.u);
+        free(B.u);
+        free(B.c);
+        return B.errors ? 1 : 0;
+    }
     for (int k = 0; k < L_COUNT; k++)
         qsort(B.l[k].v, B.l[k].n, sizeof(double), cmpd);
     double sign_s = (B.t_end - (B.t_first_sign ? B.t_first_sign : B.t_start)) / 1000.0;

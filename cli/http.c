@@ -235,6 +235,22 @@ void http_run(http_client *c, void (*tick)(void *), void *tick_arg)
     }
 }
 
+void http_run_sched(http_client *c, int (*sched)(void *), void *arg)
+{
+    for (;;) {
+        int wait = sched(arg);
+        if (wait < 0 && !c->running) break;
+        int still = 0;
+        curl_multi_perform(c->m, &still);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(c->m, &left)))
+            if (msg->msg == CURLMSG_DONE) finish(c, msg->easy_handle, msg->data.result);
+        if (wait < 0 || wait > 100) wait = 100;
+        if (wait > 0) curl_multi_poll(c->m, NULL, 0, wait, NULL);
+    }
+}
+
 typedef struct sync_res {
     long code;
     json_t *j;

@@ -34,6 +34,13 @@ void http_request_raw(http_client *c, const char *method, const char *path, cons
  * NULL) is called about every 200 ms. */
 void http_run(http_client *c, void (*tick)(void *arg), void *tick_arg);
 
+/* Open-loop form of http_run: sched is called on every turn of the loop,
+ * starts whatever is due (it may add requests) and returns how many ms it
+ * can sleep before it is due again (capped at 100), or -1 once it will start
+ * nothing more. Runs until sched said -1 and no transfer is left, so a
+ * schedule with gaps (no request in flight) is not cut short. */
+void http_run_sched(http_client *c, int (*sched)(void *arg), void *arg);
+
 /* Synchronous GET of a JSON document (service info). Returns the HTTP code. */
 long http_get_json(const char *base_url, const char *path, json_t **out);
 

@@ -554,6 +554,22 @@ bench)
     [ "$(jfield "$byc" faults_injected)" = "$fu" ] || fail "faults injected: $byc"
     [ "$(jfield "$byc" codes)" = "{}" ] || fail "codes without errors: $byc"
     [ "$(metric cosignerd_handler_faults_total)" = "$fu" ] || fail "daemon counted $(metric cosignerd_handler_faults_total) faults"
+    # Open loop (--rate): every scheduled session is started and answered,
+    # latency quantiles are ordered (values are not checked: tests never
+    # assert timings), and bad arguments are refused.
+    "$BENCH" --url "$URL" --users 6 --concurrency 4 --rate 20 --duration 1 >"$T/ol" ||
+        fail "open loop: $(cat "$T/ol")"
+    python3 - "$(grep '"workload":"open_loop"' "$T/ol")" <<'PY' || fail "open loop: $(cat "$T/ol")"
+import json, sys
+o = json.loads(sys.argv[1])
+assert o["offered"] == 20 and o["completed"] == 20 and o["errors"] == 0, o
+assert o["wallets"] == 6 and o["users"] == 6, o
+assert 0 < o["p50_ms"] <= o["p99_ms"] <= o["p999_ms"] <= o["max_ms"], o
+PY
+    grep -q '"workload":"phase_latency","phase":"dkg","count":6' "$T/ol" || fail "open loop DKGs: $(cat "$T/ol")"
+    rc=0
+    "$BENCH" --url "$URL" --users 2 --concurrency 1 --duration 1 >/dev/null 2>&1 || rc=$?
+    [ $rc = 2 ] || fail "--duration without --rate exited $rc"
     stop
     # A replay cache of one entry per shard refuses most requests with 503
     # UNAVAILABLE: every error is counted under its canonical code.
@@ -573,6 +589,16 @@ b, e = json.loads(sys.argv[1]), int(sys.argv[2])
 assert b["codes"].get("UNAVAILABLE", 0) > 0, b
 assert sum(b["codes"].values()) == e, b
 assert sum(v for k, v in b.items() if k.isdigit()) == e, b
+PY
+    # The open loop does not hide failures either: what was not completed
+    # is an error, and the run exits 1.
+    rc=0
+    "$BENCH" --url "$URL" --users 4 --concurrency 2 --rate 20 --duration 1 >"$T/ol2" 2>/dev/null || rc=$?
+    [ $rc = 1 ] || fail "open loop with errors exited $rc: $(cat "$T/ol2")"
+    python3 - "$(grep '"workload":"open_loop"' "$T/ol2")" <<'PY' || fail "open loop errors: $(cat "$T/ol2")"
+import json, sys
+o = json.loads(sys.argv[1])
+assert o["errors"] > 0 and o["errors"] == o["offered"] - o["completed"], o
 PY
     stop
     ;;
