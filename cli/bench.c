@@ -362,6 +362,48 @@ static void progress(void *arg)
                 B.errors);
 }
 
+/* The closed loop's figures: phases, errors by code, the summary line. */
+static void closed_loop_report(void)
+{
+    double sign_s = (B.t_end - (B.t_first_sign ? B.t_first_sign : B.t_start)) / 1000.0;
+    double rate = sign_s > 0 ? (double)B.sessions_ok / sign_s : 0;
+    if (!B.json) {
+        printf("%-12s %8s %9s %9s %9s %9s\n", "phase", "count", "p50_ms", "p95_ms", "p99_ms",
+               "max_ms");
+        for (int k = 0; k < L_COUNT; k++)
+            printf("%-12s %8zu %9.2f %9.2f %9.2f %9.2f\n", lat_names[k], B.l[k].n, pct(&B.l[k], 50),
+                   pct(&B.l[k], 95), pct(&B.l[k], 99), B.l[k].n ? B.l[k].v[B.l[k].n - 1] : 0.0);
+        printf("sessions: %lu ok in %.2f s (%.0f/s), errors: %lu", B.sessions_ok, sign_s, rate,
+               B.errors);
+        for (int c = 0; c < 600; c++)
+            if (B.err_by_code[c]) printf(" [%d: %lu]", c, B.err_by_code[c]);
+        for (unsigned k = 0; k < B.n_names; k++)
+            printf(" [%s: %lu]", B.err_by_name[k].name, B.err_by_name[k].n);
+        if (B.fault_rate > 0)
+            printf(", faults injected: %lu (%lu users chosen); errors of clean users: %lu, of "
+                   "faulted users: %lu",
+                   B.faults_injected, B.faulted_users, B.errors_clean, B.errors_faulted);
+        printf("\n");
+    }
+    for (int k = 0; k < L_COUNT; k++)
+        printf("{\"workload\":\"phase_latency\",\"phase\":\"%s\",\"count\":%zu,\"p50_ms\":%.3f,"
+               "\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
+               lat_names[k], B.l[k].n, pct(&B.l[k], 50), pct(&B.l[k], 95), pct(&B.l[k], 99),
+               B.l[k].n ? B.l[k].v[B.l[k].n - 1] : 0.0);
+    printf("{\"workload\":\"errors_by_code\"");
+    for (int c = 0; c < 600; c++)
+        if (B.err_by_code[c]) printf(",\"%d\":%lu", c, B.err_by_code[c]);
+    printf(",\"codes\":{");
+    for (unsigned k = 0; k < B.n_names; k++) /* names are [A-Z_]: no JSON escaping */
+        printf("%s\"%s\":%lu", k ? "," : "", B.err_by_name[k].name, B.err_by_name[k].n);
+    printf("},\"faults_injected\":%lu}\n", B.faults_injected);
+    printf("{\"workload\":\"signing_sessions\",\"users\":%u,\"concurrency\":%u,"
+           "\"sessions_per_s\":%.1f,\"p99_ms\":%.3f,\"errors\":%lu,\"errors_clean\":%lu,"
+           "\"errors_faulted\":%lu,\"faulted_users\":%lu}\n",
+           B.users, B.conc, rate, pct(&B.l[L_SESSION], 99), B.errors, B.errors_clean,
+           B.errors_faulted, B.faulted_users);
+}
+
 int main(int argc, char **argv)
 {
     const char *url = "http://127.0.0.1:7074";
@@ -443,61 +485,17 @@ int main(int argc, char **argv)
     http_run(B.hc, progress, NULL);
     B.t_end = dev_now_ms();
     fprintf(stderr, "\n");
+    for (int k = 0; k < L_COUNT; k++)
+        qsort(B.l[k].v, B.l[k].n, sizeof(double), cmpd);
     if (B.rate > 0) {
-        for (int k = 0; k < L_COUNT; k++)
-            qsort(B.l[k].v, B.l[k].n, sizeof(double), cmpd);
         printf("{\"workload\":\"phase_latency\",\"phase\":\"dkg\",\"count\":%zu,\"p50_ms\":%.3f,"
                "\"p99_ms\":%.3f}\n",
                B.l[L_DKG].n, pct(&B.l[L_DKG], 50), pct(&B.l[L_DKG], 99));
         open_loop();
         fprintf(stderr, "\n");
-        http_free(B.hc);
-        for (int k = 0; k < L_COUNT; k++)
-            free(B.l[k].v);
-        cx_wipe(B.u, B.users * sizeof *B.u);
-        free(B.u);
-        free(B.c);
-        return B.errors ? 1 : 0;
+    } else {
+        closed_loop_report();
     }
-    for (int k = 0; k < L_COUNT; k++)
-        qsort(B.l[k].v, B.l[k].n, sizeof(double), cmpd);
-    double sign_s = (B.t_end - (B.t_first_sign ? B.t_first_sign : B.t_start)) / 1000.0;
-    double rate = sign_s > 0 ? (double)B.sessions_ok / sign_s : 0;
-    if (!B.json) {
-        printf("%-12s %8s %9s %9s %9s %9s\n", "phase", "count", "p50_ms", "p95_ms", "p99_ms",
-               "max_ms");
-        for (int k = 0; k < L_COUNT; k++)
-            printf("%-12s %8zu %9.2f %9.2f %9.2f %9.2f\n", lat_names[k], B.l[k].n, pct(&B.l[k], 50),
-                   pct(&B.l[k], 95), pct(&B.l[k], 99), B.l[k].n ? B.l[k].v[B.l[k].n - 1] : 0.0);
-        printf("sessions: %lu ok in %.2f s (%.0f/s), errors: %lu", B.sessions_ok, sign_s, rate,
-               B.errors);
-        for (int c = 0; c < 600; c++)
-            if (B.err_by_code[c]) printf(" [%d: %lu]", c, B.err_by_code[c]);
-        for (unsigned k = 0; k < B.n_names; k++)
-            printf(" [%s: %lu]", B.err_by_name[k].name, B.err_by_name[k].n);
-        if (B.fault_rate > 0)
-            printf(", faults injected: %lu (%lu users chosen); errors of clean users: %lu, of "
-                   "faulted users: %lu",
-                   B.faults_injected, B.faulted_users, B.errors_clean, B.errors_faulted);
-        printf("\n");
-    }
-    for (int k = 0; k < L_COUNT; k++)
-        printf("{\"workload\":\"phase_latency\",\"phase\":\"%s\",\"count\":%zu,\"p50_ms\":%.3f,"
-               "\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
-               lat_names[k], B.l[k].n, pct(&B.l[k], 50), pct(&B.l[k], 95), pct(&B.l[k], 99),
-               B.l[k].n ? B.l[k].v[B.l[k].n - 1] : 0.0);
-    printf("{\"workload\":\"errors_by_code\"");
-    for (int c = 0; c < 600; c++)
-        if (B.err_by_code[c]) printf(",\"%d\":%lu", c, B.err_by_code[c]);
-    printf(",\"codes\":{");
-    for (unsigned k = 0; k < B.n_names; k++) /* names are [A-Z_]: no JSON escaping */
-        printf("%s\"%s\":%lu", k ? "," : "", B.err_by_name[k].name, B.err_by_name[k].n);
-    printf("},\"faults_injected\":%lu}\n", B.faults_injected);
-    printf("{\"workload\":\"signing_sessions\",\"users\":%u,\"concurrency\":%u,"
-           "\"sessions_per_s\":%.1f,\"p99_ms\":%.3f,\"errors\":%lu,\"errors_clean\":%lu,"
-           "\"errors_faulted\":%lu,\"faulted_users\":%lu}\n",
-           B.users, B.conc, rate, pct(&B.l[L_SESSION], 99), B.errors, B.errors_clean,
-           B.errors_faulted, B.faulted_users);
     http_free(B.hc);
     for (int k = 0; k < L_COUNT; k++)
         free(B.l[k].v);

@@ -211,17 +211,24 @@ static void finish(http_client *c, CURL *e, CURLcode rc)
     free(x);
 }
 
+/* Moves every transfer along and completes the finished ones (their
+ * callbacks may start more). */
+static void pump(http_client *c)
+{
+    int still = 0;
+    curl_multi_perform(c->m, &still);
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(c->m, &left)))
+        if (msg->msg == CURLMSG_DONE) finish(c, msg->easy_handle, msg->data.result);
+}
+
 void http_run(http_client *c, void (*tick)(void *), void *tick_arg)
 {
     struct timespec last;
     clock_gettime(CLOCK_MONOTONIC, &last);
     while (c->running) {
-        int still = 0;
-        curl_multi_perform(c->m, &still);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(c->m, &left)))
-            if (msg->msg == CURLMSG_DONE) finish(c, msg->easy_handle, msg->data.result);
+        pump(c);
         if (!c->running) break;
         curl_multi_poll(c->m, NULL, 0, 100, NULL);
         if (tick) {
@@ -240,12 +247,7 @@ void http_run_sched(http_client *c, int (*sched)(void *), void *arg)
     for (;;) {
         int wait = sched(arg);
         if (wait < 0 && !c->running) break;
-        int still = 0;
-        curl_multi_perform(c->m, &still);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(c->m, &left)))
-            if (msg->msg == CURLMSG_DONE) finish(c, msg->easy_handle, msg->data.result);
+        pump(c);
         if (wait < 0 || wait > 100) wait = 100;
         if (wait > 0) curl_multi_poll(c->m, NULL, 0, wait, NULL);
     }
