@@ -62,6 +62,13 @@ static int cmpd(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* qsort's base must not be NULL, even for no elements: a phase the run
+ * never reached (signing rounds in the open loop's DKG pass) has none. */
+static void lat_sort(lat *l)
+{
+    if (l->n) qsort(l->v, l->n, sizeof *l->v, cmpd);
+}
+
 static double pct(lat *l, double p)
 {
     if (!l->n) return 0;
@@ -328,7 +335,7 @@ static void open_loop(void)
     else
         fprintf(stderr, "cosigner-bench: no wallet completed its DKG: no session started\n");
     double el = (dev_now_ms() - B.ol_t0) / 1000.0;
-    qsort(B.ol_lat.v, B.ol_lat.n, sizeof(double), cmpd);
+    lat_sort(&B.ol_lat);
     /* Sessions never started (no wallet) are failures of the run too. */
     unsigned long lost = B.ol_total - B.ol_started;
     B.errors += lost;
@@ -486,7 +493,7 @@ int main(int argc, char **argv)
     B.t_end = dev_now_ms();
     fprintf(stderr, "\n");
     for (int k = 0; k < L_COUNT; k++)
-        qsort(B.l[k].v, B.l[k].n, sizeof(double), cmpd);
+        lat_sort(&B.l[k]);
     if (B.rate > 0) {
         printf("{\"workload\":\"phase_latency\",\"phase\":\"dkg\",\"count\":%zu,\"p50_ms\":%.3f,"
                "\"p99_ms\":%.3f}\n",
