@@ -597,6 +597,10 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
     static const store_options defaults = {0};
     if (!opt) opt = &defaults;
     *out = NULL;
+    if (opt->backend != STORE_LMDB) {
+        seterr(err, errn, "this build has no such store backend");
+        return RT_UNIMPLEMENTED;
+    }
     if (!dir || !*dir) {
         seterr(err, errn, "no data directory");
         return RT_INVALID_ARGUMENT;
@@ -974,6 +978,50 @@ rt_status store_trim(store *s)
      * so nothing here is dirty: dropping the mappings loses nothing, and a
      * concurrent reader just takes a minor fault back into the page cache. */
     return madvise(s->map_base, len, MADV_DONTNEED) == 0 ? RT_OK : RT_UNAVAILABLE;
+}
+
+/* ------------------------------------------------------------- leases -- */
+
+/* One node owns everything in the embedded store. */
+rt_status store_lease_acquire(store *s, const rt_key *key, store_lease *out)
+{
+    (void)s;
+    (void)key;
+    memset(out, 0, sizeof *out);
+    out->held = 1;
+    return RT_OK;
+}
+
+int store_lease_valid(store *s, const rt_key *key)
+{
+    (void)s;
+    (void)key;
+    return 1;
+}
+
+rt_status store_lease_release(store *s, const rt_key *key)
+{
+    (void)s;
+    (void)key;
+    return RT_OK;
+}
+
+rt_status store_lease_release_all(store *s)
+{
+    (void)s;
+    return RT_OK;
+}
+
+int store_reachable(store *s)
+{
+    (void)s;
+    return 1;
+}
+
+const char *store_backend_name(const store *s)
+{
+    (void)s;
+    return "lmdb";
 }
 
 rt_status store_inject_commit_failures(store *s, unsigned n, int err)

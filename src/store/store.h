@@ -1,11 +1,14 @@
 /*
  * store.h — durable, encrypted per-wallet records: the only door into src/store.
  *
- * Owns: the LMDB environment under the data directory, the master key file,
- * sealing of records (XChaCha20-Poly1305, associated data = wallet id +
- * record version), the authenticated version index that detects rollback,
- * the group committer (many writers, one write transaction, one fsync), the
- * public per-wallet metadata records, and the storage fault-injection hooks.
+ * Owns: the two backends (LMDB under the data directory, the embedded
+ * default; PostgreSQL for a cluster of nodes), the master key file, sealing
+ * of records (XChaCha20-Poly1305, associated data = wallet id + record
+ * version), the authenticated version index that detects rollback, the
+ * group committer (many writers, one write transaction, one fsync), the
+ * public per-wallet metadata records, the per-wallet leases that give a
+ * cluster one activation per wallet (with fencing of every commit), and the
+ * storage fault-injection hooks.
  *
  * Knows nothing about protocols or actors: a record is an opaque byte string
  * keyed by a 32-byte wallet id. store_persist() adapts it to the runtime's
@@ -36,7 +39,18 @@
 
 typedef struct store store;
 
+enum store_backend {
+    STORE_LMDB = 0,     /* one node, files under the data directory */
+    STORE_POSTGRES = 1, /* a cluster: every node opens the same database */
+};
+
+/* Called when this node lost a lease it held (renewal failed past its
+ * expiry, or another node took it over): the daemon ends the wallet's
+ * activation at once. On the lease thread; must not block or call the store. */
+typedef void (*store_lease_lost_cb)(void *ud, const rt_key *wallet);
+
 typedef struct store_options {
+    int backend; /* enum store_backend */
     /* Master key file. NULL = "<dir>/master.key", created (0600) on first
      * start. A configured path must exist. Either way, an existing store
      * whose key is missing or different is a startup error, never a new key. */
@@ -45,6 +59,14 @@ typedef struct store_options {
     unsigned max_readers; /* concurrent read transactions; 0 = 512 */
     int no_group_commit;  /* 1 = one write transaction + fsync per put (benchmarks) */
     unsigned max_batch;   /* puts per group commit; 0 = 1024 */
+    /* PostgreSQL only. */
+    const char *pg_dsn;    /* libpq connection string; required */
+    const char *node_id;   /* this node's name in lease rows; unique per node; required */
+    const char *node_url;  /* where other nodes forward to, e.g. "http://10.0.0.1:8080" */
+    uint64_t lease_ttl_ms; /* 0 = 5000 */
+    unsigned pg_pool;      /* reader connections; 0 = 4 */
+    store_lease_lost_cb on_lease_lost; /* may be NULL */
+    void *lease_ud;
 } store_options;
 
 /*
@@ -122,6 +144,12 @@ typedef struct store_stats {
     uint64_t puts;    /* puts made durable */
     uint64_t commit_failures;
     uint64_t max_batch_seen; /* largest group commit so far */
+    /* leases (PostgreSQL; all 0 on LMDB) */
+    uint64_t leases_held;       /* now */
+    uint64_t leases_acquired;   /* free rows taken, or ours again after a restart */
+    uint64_t leases_taken_over; /* expired rows of another node taken */
+    uint64_t leases_lost;       /* on_lease_lost calls */
+    uint64_t fence_refusals;    /* puts refused because the lease epoch was stale */
 } store_stats;
 void store_get_stats(store *s, store_stats *out);
 
@@ -135,6 +163,52 @@ void store_get_stats(store *s, store_stats *out);
  * map could not be located at open (then nothing is dropped).
  */
 rt_status store_trim(store *s);
+
+/* ------------------------------------------------------------- leases -- */
+/*
+ * A cluster activates a wallet on one node at a time: the node holding the
+ * wallet's lease row (owner node id, owner URL, epoch, expiry in database
+ * time). Every put of a wallet commits only if, inside the same
+ * transaction, the row still names this node with the epoch it was taken
+ * at and has not expired (fencing): a node that was paused or cut off past
+ * its expiry can never commit after another node took over. Renewal is one
+ * statement for all of a node's leases, every ttl/3.
+ *
+ * On LMDB every lease is this node's: acquire says held, valid is 1.
+ */
+typedef struct store_lease {
+    int held;            /* 1: this node holds it; 0: another node does */
+    uint64_t epoch;      /* the epoch this node or the owner holds it at */
+    char owner_url[256]; /* held == 0: where to forward (NUL-terminated) */
+} store_lease;
+
+/*
+ * Makes sure this node holds key's lease: a local check when it does (no
+ * database round trip), else takes the row when it is free, expired or
+ * names this node (a restart), bumping the epoch. RT_OK fills *out (held or
+ * not); RT_UNAVAILABLE when the database cannot be reached.
+ */
+rt_status store_lease_acquire(store *s, const rt_key *key, store_lease *out);
+
+/* Local, no round trip: 1 while this node holds key's lease with its local
+ * deadline (started before the renewal that set it, minus a margin) not yet
+ * passed. Gate for releasing a reply that no commit guards. */
+int store_lease_valid(store *s, const rt_key *key);
+
+/* Gives key's lease back (its epoch stays, the next owner bumps it). The
+ * caller has ended the wallet's activation first. */
+rt_status store_lease_release(store *s, const rt_key *key);
+
+/* Gives back every lease this node holds (graceful shutdown), so other
+ * nodes take them over at once instead of after the ttl. */
+rt_status store_lease_release_all(store *s);
+
+/* 1 when the backend answered within its timeout (LMDB: always), for
+ * /readyz. */
+int store_reachable(store *s);
+
+/* The backend's name: "lmdb" or "postgres". */
+const char *store_backend_name(const store *s);
 
 /* Fault injection (builds with CG_FAULT_INJECTION): the next n commits fail
  * as if the disk reported err (EIO or ENOSPC): their transaction is aborted,
