@@ -43,7 +43,7 @@
 
 enum { S_IDLE, S_QUEUED, S_RUNNING, S_COMMIT, S_EVICTING };
 enum { L_EMPTY, L_LIVE, L_DEAD };
-enum { F_ROLLBACK = 1 };
+enum { F_ROLLBACK = 1, F_DROP = 2 };
 
 #define QUARANTINE_CAP_MS (5u * 60u * 1000u)
 #define BATCH 64
@@ -130,7 +130,7 @@ struct rt_runtime {
     struct {
         _Atomic uint64_t resident, activations, activation_failures, evictions, restarts,
             quarantines, handler_faults, handler_timeouts, mailbox_full, tick_drops, messages,
-            commits, commit_failures, parked;
+            commits, commit_failures, parked, deactivations;
     } st;
 };
 
@@ -702,6 +702,13 @@ static rt_status activate(rt_runtime *rt, rt_actor *a, uint32_t *retry)
             version = 0;
         } else if (ls != RT_OK) {
             free(rec);
+            if (ls == RT_ABORTED) {
+                /* Not this process's to activate (a cluster node without the
+                 * wallet's lease): no fault, nothing to restart; the caller
+                 * retries and is routed to the owner. */
+                *retry = 1000;
+                return RT_UNAVAILABLE;
+            }
             STAT_ADD(rt, activation_failures, 1);
             if (ls == RT_DATA_LOSS) {
                 /* Refuse for a while instead of re-reading a bad record on
@@ -848,7 +855,7 @@ static void commit_done(void *arg, rt_status st)
     else
         a->flags |= F_ROLLBACK;
     a->sched = S_IDLE;
-    if (a->mb_head || (a->flags & F_ROLLBACK)) schedule_locked(rt, a);
+    if (a->mb_head || (a->flags & (F_ROLLBACK | F_DROP))) schedule_locked(rt, a);
     pthread_mutex_unlock(&a->mu);
     if (st == RT_OK) {
         STAT_ADD(rt, commits, 1);
@@ -964,12 +971,17 @@ static void run_actor(rt_runtime *rt, rt_actor *a)
 {
     pthread_mutex_lock(&a->mu);
     a->sched = S_RUNNING;
-    int rollback = a->flags & F_ROLLBACK;
-    a->flags &= (uint8_t)~F_ROLLBACK;
+    int rollback = a->flags & F_ROLLBACK, drop = a->flags & F_DROP;
+    a->flags &= (uint8_t) ~(F_ROLLBACK | F_DROP);
     pthread_mutex_unlock(&a->mu);
     if (rollback) {
         /* The last save failed: state after the durable record is gone. */
         abort_parked(rt, a, RT_ABORTED, "state rolled back");
+        destroy_instance(rt, a);
+    }
+    if (drop) {
+        abort_parked(rt, a, RT_ABORTED, "wallet activation ended (lease lost)");
+        if (a->life == L_LIVE) STAT_ADD(rt, deactivations, 1);
         destroy_instance(rt, a);
     }
     unsigned handled = 0;
@@ -1282,6 +1294,25 @@ void rt_inject_actor_fault(rt_runtime *rt, const rt_key *key)
     (void)rt;
     (void)key;
 #endif
+}
+
+rt_status rt_deactivate(rt_runtime *rt, const rt_key *key)
+{
+    rcu_ensure();
+    urcu_memb_read_lock();
+    rt_actor *a = get_locked(rt, key, 0);
+    if (!a) {
+        urcu_memb_read_unlock();
+        return RT_NOT_FOUND;
+    }
+    /* The owner does the work (only it may touch the instance): a running
+     * or committing actor sees the flag when it is next run, an idle one is
+     * queued for it now, an evicting one loses its instance anyway. */
+    a->flags |= F_DROP;
+    schedule_locked(rt, a);
+    pthread_mutex_unlock(&a->mu);
+    urcu_memb_read_unlock();
+    return RT_OK;
 }
 
 /* ---------------------------------------------------------- eviction -- */
@@ -1610,5 +1641,6 @@ void rt_get_stats(rt_runtime *rt, rt_stats *o)
     G(commits);
     G(commit_failures);
     G(parked);
+    G(deactivations);
 #undef G
 }

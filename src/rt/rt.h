@@ -151,7 +151,8 @@ _Noreturn void rt_panic(const char *why);
  *       gets rec == NULL), RT_DATA_LOSS when it fails authentication (the
  *       actor refuses to activate, its callers get DATA_LOSS), RT_UNAVAILABLE
  *       on I/O error. Ownership: *rec is malloc'd and passed to the caller.
- *       *version is the record's version (0 when none).
+ *       *version is the record's version (0 when none). RT_ABORTED: the
+ *       key is not this process's to activate (see rt_deactivate).
  * save  Durably writes rec as version `version` (= last version + 1) and
  *       calls done exactly once, possibly from another thread, after the
  *       commit is fsync'd (or failed). Implementations batch concurrent saves
@@ -280,6 +281,18 @@ uint64_t rt_now_ms(void);
  * A no-op when built with -Dfault_injection=false. */
 void rt_inject_actor_fault(rt_runtime *rt, const rt_key *key);
 
+/*
+ * Ends key's activation as soon as no worker runs it: parked replies fail
+ * with ABORTED, the instance is destroyed (its secrets, secret nonces among
+ * them, wiped). Messages already queued stay queued and are served by a
+ * fresh activation, which first loads the record again (a cluster's load
+ * refuses with ABORTED when this node no longer holds the wallet's lease:
+ * the callers then get UNAVAILABLE with a retry-after, no restart is
+ * counted). Never blocks; callable from any thread. RT_NOT_FOUND when key
+ * has no actor.
+ */
+rt_status rt_deactivate(rt_runtime *rt, const rt_key *key);
+
 /* Runs one eviction sweep now (tests; the sweeper thread does it every
  * quantum). Returns the number of instances evicted. */
 unsigned rt_evict_sweep(rt_runtime *rt);
@@ -298,7 +311,8 @@ typedef struct rt_stats {
     uint64_t messages;         /* client messages handled */
     uint64_t commits;          /* durable saves completed */
     uint64_t commit_failures;
-    uint64_t parked; /* parked replies now */
+    uint64_t parked;        /* parked replies now */
+    uint64_t deactivations; /* live instances ended by rt_deactivate() */
 } rt_stats;
 
 void rt_get_stats(rt_runtime *rt, rt_stats *out);

@@ -228,6 +228,7 @@ typedef struct tb_store {
     uint64_t version[TB_MAX_KEYS];
     uint8_t corrupt[TB_MAX_KEYS];
     uint8_t short_rec[TB_MAX_KEYS]; /* load hands out a record create() rejects */
+    uint8_t not_here[TB_MAX_KEYS];  /* load says ABORTED: another node's wallet */
     int defer;                      /* saves wait for tb_store_release() */
     int fail;                       /* saves fail with UNAVAILABLE */
     unsigned fail_per_mille;        /* ... or this share of them, at random */
@@ -254,7 +255,9 @@ static inline rt_status tb_load(void *ud, const rt_key *key, uint8_t **rec, size
     pthread_mutex_lock(&s->mu);
     s->loads++;
     rt_status st = RT_OK;
-    if (s->corrupt[idx]) {
+    if (s->not_here[idx]) {
+        st = RT_ABORTED;
+    } else if (s->corrupt[idx]) {
         st = RT_DATA_LOSS;
     } else if (!s->version[idx]) {
         st = RT_NOT_FOUND;

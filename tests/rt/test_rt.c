@@ -379,6 +379,53 @@ static void test_data_loss(void **state)
     rt_stop(rt);
 }
 
+/* A cluster node that loses a wallet's lease ends its activation: parked
+ * rendezvous fail, the instance (and its secrets) goes, and while the load
+ * says the wallet is not this node's, callers get UNAVAILABLE without the
+ * supervisor counting restarts or quarantining anything. */
+static void test_deactivate(void **state)
+{
+    (void)state;
+    rt_config c = base_cfg();
+    c.restart_max = 2;
+    rt_runtime *rt = start(&c);
+    rt_key k = tb_key(70);
+    assert_int_equal(rt_deactivate(rt, &k), RT_NOT_FOUND);
+    assert_int_equal(tb_call(rt, 70, TB_INCR, NULL), RT_OK);
+    tb_rec p = {0};
+    uint8_t pm[9];
+    park_msg(pm, 0);
+    send_op(rt, 70, pm, 9, 0, &p);
+    TB_WAIT(stats(rt).parked == 1);
+    uint64_t destroys = atomic_load(&tbw.destroys);
+    assert_int_equal(rt_deactivate(rt, &k), RT_OK);
+    TB_WAIT(atomic_load(&p.calls) == 1);
+    assert_int_equal(atomic_load(&p.status), RT_ABORTED);
+    TB_WAIT(stats(rt).deactivations == 1);
+    assert_int_equal(atomic_load(&tbw.destroys), destroys + 1);
+    assert_int_equal(atomic_load(&tbw.live[70]), 0);
+    assert_int_equal(stats(rt).resident, 0);
+
+    TB_STORE_SET(not_here[70], 1);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(tb_call(rt, 70, TB_GET, NULL), RT_UNAVAILABLE);
+    assert_int_equal(stats(rt).restarts, 0);
+    assert_int_equal(stats(rt).quarantines, 0);
+    assert_int_equal(stats(rt).activation_failures, 0);
+    /* An idle, not resident actor: nothing to end, nothing counted. */
+    assert_int_equal(tb_call(rt, 71, TB_INCR, NULL), RT_OK);
+    assert_int_equal(rt_deactivate(rt, &k), RT_OK);
+    TB_STORE_SET(not_here[70], 0);
+    uint64_t v = 0;
+    assert_int_equal(tb_call(rt, 70, TB_GET, &v), RT_OK);
+    assert_int_equal(v, 1); /* rebuilt from the durable record */
+    assert_int_equal(tb_call(rt, 71, TB_GET, &v), RT_OK);
+    assert_int_equal(v, 1); /* a neighbour never noticed */
+    assert_int_equal(stats(rt).deactivations, 1);
+    assert_false(atomic_load(&tbw.double_live));
+    rt_stop(rt);
+}
+
 static void test_idle_eviction(void **state)
 {
     (void)state;
@@ -988,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_quarantine_and_recovery),
         cmocka_unit_test(test_create_failure),
         cmocka_unit_test(test_data_loss),
+        cmocka_unit_test(test_deactivate),
         cmocka_unit_test(test_idle_eviction),
         cmocka_unit_test(test_idle_eviction_lower_bound),
         cmocka_unit_test(test_ticks_are_not_activity),
