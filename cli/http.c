@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+#include <stdint.h>
 #include <curl/curl.h>
 #include <secp256k1.h>
 #include <secp256k1_extrakeys.h>
@@ -15,10 +17,17 @@
 #include "http.h"
 #include "net.h"
 
+#define HTTP_MAX_NODES 8
+
+/* base_url may name several nodes of a cluster ("URL,URL,..."): every
+ * request goes to one of them at random, as devices behind a plain load
+ * balancer would, so the cluster's forwarding is exercised. */
 struct http_client {
     CURLM *m;
-    char base[256];
+    char base[HTTP_MAX_NODES][256];
+    unsigned nbase;
     unsigned running;
+    unsigned rng;
 };
 
 typedef struct xfer {
@@ -61,10 +70,20 @@ http_client *http_new(const char *base_url, unsigned max_conns)
     http_client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->m = curl_multi_init();
-    snprintf(c->base, sizeof c->base, "%s", base_url);
-    size_t l = strlen(c->base);
-    while (l && c->base[l - 1] == '/')
-        c->base[--l] = 0;
+    const char *p = base_url;
+    while (c->nbase < HTTP_MAX_NODES) {
+        size_t n = strcspn(p, ",");
+        if (n >= sizeof c->base[0]) n = sizeof c->base[0] - 1;
+        char *b = c->base[c->nbase++];
+        memcpy(b, p, n);
+        b[n] = 0;
+        size_t l = strlen(b);
+        while (l && b[l - 1] == '/')
+            b[--l] = 0;
+        p += strcspn(p, ",");
+        if (!*p++) break;
+    }
+    c->rng = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)c;
     curl_multi_setopt(c->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)(max_conns ? max_conns : 64));
     curl_multi_setopt(c->m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)(max_conns ? max_conns : 64));
     return c;
@@ -88,7 +107,8 @@ static void submit(http_client *c, xfer *x, const char *method, const char *path
                    const char *auth)
 {
     char url[1024];
-    snprintf(url, sizeof url, "%s%s", c->base, path);
+    c->rng = c->rng * 1103515245u + 12345u;
+    snprintf(url, sizeof url, "%s%s", c->base[c->nbase > 1 ? (c->rng >> 16) % c->nbase : 0], path);
     x->e = curl_easy_init();
     curl_easy_setopt(x->e, CURLOPT_URL, url);
     curl_easy_setopt(x->e, CURLOPT_CUSTOMREQUEST, method);
@@ -270,8 +290,14 @@ long http_get_json(const char *base_url, const char *path, json_t **out)
 {
     http_client *c = http_new(base_url, 1);
     sync_res r = {0, NULL};
-    http_request(c, "GET", path, NULL, NULL, sync_done, &r);
-    http_run(c, NULL, NULL);
+    /* Any node that answers will do: try them in order. */
+    unsigned n = c->nbase;
+    for (unsigned i = 0; i < n && !r.code; i++) {
+        c->nbase = 1;
+        if (i) memcpy(c->base[0], c->base[i], sizeof c->base[0]);
+        http_request(c, "GET", path, NULL, NULL, sync_done, &r);
+        http_run(c, NULL, NULL);
+    }
     http_free(c);
     *out = r.j;
     return r.code;

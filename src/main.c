@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -26,6 +27,8 @@
 
 #include <ini.h>
 #include <systemd/sd-daemon.h>
+
+#include <sodium.h>
 
 #include "cg_config.h"
 #include "cx.h"
@@ -110,6 +113,11 @@ typedef struct config {
     char data_dir[512];
     char master_key[512];
     char config_file[512];
+    char store_backend[16];
+    char pg_dsn[1024];
+    char node_id[128];
+    char node_url[256];
+    uint64_t lease_ttl_ms;
     uint64_t workers, mailbox_size, idle_threshold_ms, evict_quantum_ms, tick_interval_ms,
         max_resident, rendezvous_deadline_ms, cpu_budget_ms, restart_max, restart_window_ms,
         quarantine_base_ms, http_threads, body_max, header_max, url_max, conn_timeout_s,
@@ -134,6 +142,16 @@ static const opt opts[] = {
     {"master_key", T_STR, S(master_key), "",
      "store master key file (empty = DATA_DIR/master.key, created on first start; a "
      "configured file must exist)"},
+    {"store_backend", T_STR, S(store_backend), "lmdb",
+     "lmdb (one node, DATA_DIR/data.mdb) or postgres (a cluster on PG_DSN)"},
+    {"pg_dsn", T_STR, S(pg_dsn), "", "postgres: libpq connection string of the cluster database"},
+    {"node_id", T_STR, S(node_id), "",
+     "postgres: this node's unique name in lease rows (empty = hostname:port)"},
+    {"node_url", T_STR, S(node_url), "",
+     "postgres: base URL other nodes forward this node's wallets to (empty = "
+     "http://LISTEN)"},
+    {"lease_ttl_ms", T_U64, S(lease_ttl_ms), "5000",
+     "postgres: a wallet's lease expires this long after its last renewal"},
     {"workers", T_U64, S(workers), "0", "actor worker threads (0 = cores)"},
     {"mailbox_size", T_U64, S(mailbox_size), "256", "messages queued per wallet actor"},
     {"idle_threshold_ms", T_U64, S(idle_threshold_ms), "1800000",
@@ -353,6 +371,19 @@ static int load_config(config *c, int argc, char **argv, int *check_only)
         fprintf(stderr, "cosignerd: body_max must be in 1 KiB..64 MiB\n");
         return -1;
     }
+    if (strcmp(c->store_backend, "lmdb") && strcmp(c->store_backend, "postgres")) {
+        fprintf(stderr, "cosignerd: store_backend must be lmdb or postgres, got \"%s\"\n",
+                c->store_backend);
+        return -1;
+    }
+    if (!strcmp(c->store_backend, "postgres") && !*c->pg_dsn) {
+        fprintf(stderr, "cosignerd: store_backend = postgres needs pg_dsn\n");
+        return -1;
+    }
+    if (c->lease_ttl_ms < 300 || c->lease_ttl_ms > 600000) {
+        fprintf(stderr, "cosignerd: lease_ttl_ms must be in 300..600000\n");
+        return -1;
+    }
     if (!c->mailbox_size || !c->http_threads || !c->max_connections || !c->auth_window_ms) {
         fprintf(stderr, "cosignerd: mailbox_size, http_threads, max_connections and "
                         "auth_window_ms must be positive\n");
@@ -379,6 +410,39 @@ static int parse_listen(const char *s, char *host, size_t hl, uint16_t *port)
     if (*end || p > 65535 || end == colon + 1) return 0;
     *port = (uint16_t)p;
     return 1;
+}
+
+/* A connection string with its password replaced, for output an operator
+ * may paste into a ticket: "password=..." pairs and URI userinfo. */
+static const char *dsn_masked(const char *dsn)
+{
+    static char out[1100];
+    size_t o = 0;
+    const char *p = dsn;
+    const char *at = strchr(dsn, '@'), *scheme = strstr(dsn, "://");
+    while (*p && o + 8 < sizeof out) {
+        if (scheme && at && p > scheme + 2 && p < at && *p == ':') {
+            o += (size_t)snprintf(out + o, sizeof out - o, ":***");
+            p = at;
+            continue;
+        }
+        if (!strncasecmp(p, "password=", 9) && (p == dsn || p[-1] == ' ')) {
+            o += (size_t)snprintf(out + o, sizeof out - o, "password=***");
+            p += 9;
+            if (*p == '\'') {
+                for (p++; *p && *p != '\''; p++)
+                    if (*p == '\\' && p[1]) p++;
+                if (*p) p++;
+            } else {
+                while (*p && *p != ' ')
+                    p++;
+            }
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o] = 0;
+    return out;
 }
 
 /* ---- host key ---------------------------------------------------------- */
@@ -444,6 +508,49 @@ static rt_status meta_put(void *ud, const rt_key *k, const uint8_t *v, size_t l)
     return store_put_meta(ud, k->b, v, l);
 }
 
+/* ---- cluster adapters -------------------------------------------------- */
+
+/* The runtime, once started: the store's lease thread ends activations of
+ * wallets whose lease this node lost (before that, nothing is active). */
+static rt_runtime *lease_rt; /* under lease_rt_lock: rt_stop must not free it under a caller */
+static pthread_rwlock_t lease_rt_lock = PTHREAD_RWLOCK_INITIALIZER;
+static store *cluster_store;
+
+static void set_lease_rt(rt_runtime *rt)
+{
+    pthread_rwlock_wrlock(&lease_rt_lock);
+    lease_rt = rt;
+    pthread_rwlock_unlock(&lease_rt_lock);
+}
+
+static void on_lease_lost(void *ud, const rt_key *wallet)
+{
+    (void)ud;
+    pthread_rwlock_rdlock(&lease_rt_lock);
+    if (lease_rt) rt_deactivate(lease_rt, wallet);
+    pthread_rwlock_unlock(&lease_rt_lock);
+}
+
+static rt_status cluster_route(void *ud, const rt_key *w, int *local, char *url, size_t n)
+{
+    store_lease l;
+    rt_status s = store_lease_acquire(ud, w, &l);
+    if (s != RT_OK) return s;
+    *local = l.held;
+    if (!l.held) snprintf(url, n, "%s", l.owner_url);
+    return RT_OK;
+}
+
+static int cluster_valid(void *ud, const rt_key *w)
+{
+    return store_lease_valid(ud, w);
+}
+
+static int cluster_reachable(void *ud)
+{
+    return store_reachable(ud);
+}
+
 /*
  * The runtime's persistence goes through this thin wrapper so the daemon can
  * measure store commit latency (save -> durable) without the store or the
@@ -491,6 +598,9 @@ static void save_done(void *arg, rt_status st)
 static rt_status persist_load(void *ud, const rt_key *k, uint8_t **rec, size_t *len, uint64_t *v)
 {
     (void)ud;
+    /* A cluster activates a wallet only under its lease: a load elsewhere
+     * (a request that raced a lease loss) is refused, not served. */
+    if (cluster_store && !store_lease_valid(cluster_store, k)) return RT_ABORTED;
     return commit_lat.inner->load(commit_lat.inner->ud, k, rec, len, v);
 }
 
@@ -543,6 +653,28 @@ static void metrics_extra(void *ud, FILE *f)
             "# TYPE cosignerd_store_group_commit_max gauge\ncosignerd_store_group_commit_max "
             "%" PRIu64 "\n",
             ss.commits, ss.commit_failures, ss.max_batch_seen);
+    if (cluster_store) {
+        fprintf(f,
+                "# HELP cosignerd_cluster_leases_held Wallet leases this node holds.\n"
+                "# TYPE cosignerd_cluster_leases_held gauge\ncosignerd_cluster_leases_held "
+                "%" PRIu64 "\n"
+                "# HELP cosignerd_cluster_leases_acquired_total Free lease rows taken.\n"
+                "# TYPE cosignerd_cluster_leases_acquired_total counter\n"
+                "cosignerd_cluster_leases_acquired_total %" PRIu64 "\n"
+                "# HELP cosignerd_cluster_leases_taken_over_total Expired leases of another "
+                "node taken over.\n"
+                "# TYPE cosignerd_cluster_leases_taken_over_total counter\n"
+                "cosignerd_cluster_leases_taken_over_total %" PRIu64 "\n"
+                "# HELP cosignerd_cluster_leases_lost_total Leases this node lost.\n"
+                "# TYPE cosignerd_cluster_leases_lost_total counter\n"
+                "cosignerd_cluster_leases_lost_total %" PRIu64 "\n"
+                "# HELP cosignerd_cluster_fence_refusals_total Commits refused: stale lease "
+                "epoch.\n"
+                "# TYPE cosignerd_cluster_fence_refusals_total counter\n"
+                "cosignerd_cluster_fence_refusals_total %" PRIu64 "\n",
+                ss.leases_held, ss.leases_acquired, ss.leases_taken_over, ss.leases_lost,
+                ss.fence_refusals);
+    }
     behaviour_metrics(f);
 }
 
@@ -593,7 +725,9 @@ int main(int argc, char **argv)
         printf("config ok\n");
         for (size_t i = 0; i < NOPTS; i++) {
             const char *p = (const char *)&c + opts[i].off;
-            if (opts[i].type == T_STR)
+            if (opts[i].type == T_STR && !strcmp(opts[i].name, "pg_dsn"))
+                printf("%s = %s\n", opts[i].name, dsn_masked(p));
+            else if (opts[i].type == T_STR)
                 printf("%s = %s\n", opts[i].name, p);
             else {
                 uint64_t v;
@@ -628,12 +762,67 @@ int main(int argc, char **argv)
     char err[256] = "";
     store *st = NULL;
     store_options so = {.key_path = *c.master_key ? c.master_key : NULL};
+    int clustered = !strcmp(c.store_backend, "postgres");
+    char node_id[160], node_url[300];
+    if (clustered) {
+        char hn[64] = "localhost";
+        gethostname(hn, sizeof hn - 1);
+        if (*c.node_id)
+            snprintf(node_id, sizeof node_id, "%s", c.node_id);
+        else
+            snprintf(node_id, sizeof node_id, "%s:%u", hn, port);
+        if (*c.node_url)
+            snprintf(node_url, sizeof node_url, "%s", c.node_url);
+        else if (!strcmp(host, "0.0.0.0") || !strcmp(host, "::")) {
+            logkv("error", "config_invalid", "reason=%s",
+                  KVQ("node_url is required when listening on a wildcard address"));
+            cx_wipe(sk, sizeof sk);
+            return 1;
+        } else
+            snprintf(node_url, sizeof node_url,
+                     strchr(host, ':') ? "http://[%s]:%u" : "http://%s:%u", host, port);
+        so.backend = STORE_POSTGRES;
+        so.pg_dsn = c.pg_dsn;
+        so.node_id = node_id;
+        so.node_url = node_url;
+        so.lease_ttl_ms = c.lease_ttl_ms;
+        so.on_lease_lost = on_lease_lost;
+    }
     rt_status s = store_open(c.data_dir, &so, &st, err, sizeof err);
     if (s != RT_OK) {
-        logkv("error", "store_open_failed", "path=%s status=%s reason=%s", KV(c.data_dir),
-              rt_status_name(s), KVQ(err));
+        logkv("error", "store_open_failed", "backend=%s path=%s status=%s reason=%s",
+              c.store_backend, KV(c.data_dir), rt_status_name(s), KVQ(err));
         cx_wipe(sk, sizeof sk);
         return 1;
+    }
+    net_cluster ncl = {cluster_route, cluster_valid, cluster_reachable, st, {0}};
+    if (clustered) {
+        /* Every node must be the same ChillDKG participant: the wallets'
+         * params name one service host key. The first node records it; a
+         * node started with another one refuses to serve. */
+        rt_key hk;
+        crypto_generichash(hk.b, sizeof hk.b, (const uint8_t *)"cosignerd/cluster/hostpubkey", 28,
+                           NULL, 0);
+        uint8_t *have = NULL;
+        size_t hl = 0;
+        s = meta_get(st, &hk, &have, &hl);
+        if (s == RT_NOT_FOUND) s = meta_put(st, &hk, pk, 33), hl = 33, have = NULL;
+        int same = s == RT_OK && hl == 33 && (!have || !memcmp(have, pk, 33));
+        free(have);
+        if (!same) {
+            logkv("error", "cluster_host_key_mismatch", "status=%s reason=%s", rt_status_name(s),
+                  KVQ(s == RT_OK ? "this node's host.key differs from the cluster's: copy the "
+                                   "cluster's host.key (and master key) to every node"
+                                 : "could not read the cluster's host key"));
+            store_close(st);
+            cx_wipe(sk, sizeof sk);
+            return 1;
+        }
+        /* Nodes authenticate forwarding with a key only holders of the
+         * service's host secret key (every node, no one else) can derive. */
+        crypto_generichash(ncl.key, sizeof ncl.key, (const uint8_t *)"cosignerd/cluster/forward",
+                           25, sk, 32);
+        cluster_store = st;
     }
     commit_lat.inner = store_persist(st);
     commit_lat.outer = (rt_persist){persist_load, persist_save, NULL};
@@ -675,6 +864,7 @@ int main(int argc, char **argv)
         store_close(st);
         return 1;
     }
+    set_lease_rt(rt);
 
     extra_ctx xc = {st};
     net_config nc = {
@@ -695,6 +885,7 @@ int main(int argc, char **argv)
         .fault_injection = (int)c.fault_injection,
         .rt = rt,
         .meta = {meta_get, meta_put, st},
+        .cluster = clustered ? &ncl : NULL,
         .metrics_extra = metrics_extra,
         .metrics_ud = &xc,
     };
@@ -712,10 +903,11 @@ int main(int argc, char **argv)
     char pkh[67];
     net_hex_encode(pkh, pk, 33);
     logkv("info", "started",
-          "version=%s listen=%s:%u data_dir=%s hostpubkey=%s behaviour=%s workers=%" PRIu64
-          " idle_threshold_ms=%" PRIu64 " fault_injection=%d",
-          CG_VERSION, host, net_port(srv), KV(c.data_dir), pkh, KV(behaviour_name()), c.workers,
-          c.idle_threshold_ms, (int)c.fault_injection);
+          "version=%s listen=%s:%u data_dir=%s store=%s node_id=%s node_url=%s hostpubkey=%s "
+          "behaviour=%s workers=%" PRIu64 " idle_threshold_ms=%" PRIu64 " fault_injection=%d",
+          CG_VERSION, host, net_port(srv), KV(c.data_dir), store_backend_name(st),
+          clustered ? KV(node_id) : "-", clustered ? KV(node_url) : "-", pkh, KV(behaviour_name()),
+          c.workers, c.idle_threshold_ms, (int)c.fault_injection);
     fprintf(stderr,
             "\ncosignerd is listening on http://%s:%u\n"
             "  try:  curl -s http://%s:%u/v1/info\n"
@@ -761,7 +953,10 @@ int main(int argc, char **argv)
     sd_notify(0, "STOPPING=1");
     unsigned left = net_drain(srv, c.drain_timeout_ms);
     logkv("info", "drained", "in_flight_left=%u", left);
+    set_lease_rt(NULL);
     rt_stop(rt);
+    /* Hand the wallets to the other nodes now rather than after the ttl. */
+    if (clustered) store_lease_release_all(st);
     net_stop(srv);
     behaviour_close();
     store_close(st);

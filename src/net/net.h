@@ -38,6 +38,27 @@ typedef struct net_meta {
     void *ud;
 } net_meta;
 
+/*
+ * A cluster of nodes on one database (NULL in net_config = a single node).
+ * route   Who serves wallet now: RT_OK with *local = 1 (this node holds, or
+ *         just took, its lease) or *local = 0 and the owner's base URL in
+ *         url (NUL-terminated); RT_UNAVAILABLE when the database cannot be
+ *         reached. Called on HTTP threads, after authentication and the
+ *         participant check, before anything reaches an actor.
+ * valid   Local, no round trip: does this node still hold wallet's lease?
+ *         Checked before a reply is released, so a node paused past its
+ *         lease never answers for a wallet another node now serves.
+ * reachable  For /readyz: 1 when the database answers.
+ * key     Authenticates forwarding between nodes (X-Cosigner-Forwarded).
+ */
+typedef struct net_cluster {
+    rt_status (*route)(void *ud, const rt_key *wallet, int *local, char *url, size_t url_len);
+    int (*valid)(void *ud, const rt_key *wallet);
+    int (*reachable)(void *ud);
+    void *ud;
+    uint8_t key[32];
+} net_cluster;
+
 typedef struct net_config {
     const char *host;         /* listen address (numeric IPv4/IPv6), NULL = 127.0.0.1 */
     uint16_t port;            /* 0 = pick a free port (see net_port) */
@@ -54,9 +75,10 @@ typedef struct net_config {
     size_t replay_entries;    /* replay cache capacity per generation, 0 = 1 Mi */
     uint8_t hostpubkey[33];   /* the service's ChillDKG host public key */
     const char *version;
-    int fault_injection; /* honour X-Cosigner-Fault (fault-injection builds only) */
-    rt_runtime *rt;      /* borrowed; must outlive the server */
-    net_meta meta;       /* borrowed vtable */
+    int fault_injection;        /* honour X-Cosigner-Fault (fault-injection builds only) */
+    rt_runtime *rt;             /* borrowed; must outlive the server */
+    net_meta meta;              /* borrowed vtable */
+    const net_cluster *cluster; /* borrowed; NULL = single node */
     /* Appends extra Prometheus lines to /metrics (store, sandbox). May be NULL. */
     void (*metrics_extra)(void *ud, FILE *out);
     void *metrics_ud;

@@ -66,6 +66,11 @@ typedef struct net_metrics {
     _Atomic uint64_t connections_total;
     _Atomic uint64_t connections_refused;
     _Atomic uint64_t slow_uploads;
+    _Atomic uint64_t forwarded;             /* requests sent on to the wallet's owner */
+    _Atomic uint64_t forward_failures;      /* ... whose owner could not be reached */
+    _Atomic uint64_t hop_refusals;          /* forwarded to us, but not ours either */
+    _Atomic uint64_t forward_auth_failures; /* bad X-Cosigner-Forwarded */
+    _Atomic uint64_t lease_gate_refusals;   /* replies withheld: lease lost meanwhile */
 } net_metrics;
 
 void net_metrics_observe(net_metrics *m, int route, unsigned http, uint64_t us);
@@ -102,5 +107,31 @@ rt_status net_auth_verify(const net_auth_hdr *h, const char *method, const char 
                           int *why);
 
 uint64_t net_unix_ms(void);
+
+/* ---- forwarding to the owner node (net_fwd.c) -------------------------- */
+
+/* Completion of a forward: http 0 = the owner could not be reached (or
+ * answered garbage). Ownership of body (malloc'd, may be NULL) passes to
+ * the callback. Called on the forwarding thread, or inline when refused. */
+typedef void (*net_fwd_cb)(void *arg, unsigned http, char *body, size_t len, const char *ctype,
+                           uint32_t retry_after_s);
+typedef struct net_fwd net_fwd;
+net_fwd *net_fwd_new(uint64_t timeout_ms);
+/* Answers every forward still in flight (http 0) before it returns. */
+void net_fwd_free(net_fwd *f);
+/* Borrowed: everything is copied before return. cb fires exactly once. */
+void net_fwd_submit(net_fwd *f, const char *url, const char *method, const char *auth,
+                    const char *fwd_hdr, const char *body, size_t len, net_fwd_cb cb, void *arg);
+
+/* X-Cosigner-Forwarded: "v1 <unix ms> <hex HMAC-SHA256>" under the cluster
+ * key over the timestamp, method, path, Authorization value and body hash. */
+#define NET_FWD_HDR_MAX 96
+void net_fwd_sign(char out[NET_FWD_HDR_MAX], const uint8_t key[32], uint64_t now_ms,
+                  const char *method, const char *path, const char *auth, const uint8_t *body,
+                  size_t len);
+/* 1 when hdr is a valid signature of this request within window_ms. */
+int net_fwd_verify(const char *hdr, const uint8_t key[32], uint64_t now_ms, uint64_t window_ms,
+                   const char *method, const char *path, const char *auth, const uint8_t *body,
+                   size_t len);
 
 #endif

@@ -5,6 +5,7 @@
  * compile time, so a request costs a few relaxed atomic adds and /metrics
  * never allocates per label.
  */
+#include <stddef.h>
 #include "net_int.h"
 
 const char *const net_route_names[NET_R_COUNT_] = {
@@ -105,4 +106,26 @@ void net_metrics_write(net_metrics *m, FILE *out)
             (unsigned long long)atomic_load(&m->connections_total),
             (unsigned long long)atomic_load(&m->connections_refused),
             (unsigned long long)atomic_load(&m->slow_uploads));
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } cl[] = {
+        {"cluster_forwarded_total", "Requests forwarded to the node holding the wallet's lease.",
+         offsetof(net_metrics, forwarded)},
+        {"cluster_forward_failures_total", "Forwarded requests whose owner node did not answer.",
+         offsetof(net_metrics, forward_failures)},
+        {"cluster_hop_refusals_total",
+         "Forwarded requests for a wallet this node does not hold either (not forwarded again).",
+         offsetof(net_metrics, hop_refusals)},
+        {"cluster_forward_auth_failures_total",
+         "Requests with an invalid X-Cosigner-Forwarded signature.",
+         offsetof(net_metrics, forward_auth_failures)},
+        {"cluster_lease_gate_refusals_total",
+         "Replies withheld because the wallet's lease was lost while it was served.",
+         offsetof(net_metrics, lease_gate_refusals)},
+    };
+    for (size_t i = 0; i < sizeof cl / sizeof cl[0]; i++)
+        fprintf(out, "# HELP cosignerd_%s %s\n# TYPE cosignerd_%s counter\ncosignerd_%s %llu\n",
+                cl[i].name, cl[i].help, cl[i].name, cl[i].name,
+                (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)m + cl[i].off)));
 }

@@ -37,9 +37,10 @@ struct net_server {
     _Atomic uint64_t in_flight; /* requests sent to an actor and not yet answered */
     _Atomic uint64_t connections;
     _Atomic uint64_t requests;
+    net_fwd *fwd; /* cluster only */
 };
 
-enum req_state { RQ_READ = 0, RQ_SENT, RQ_DONE };
+enum req_state { RQ_READ = 0, RQ_SENT, RQ_FWD, RQ_DONE };
 
 typedef struct req {
     net_server *srv;
@@ -57,6 +58,14 @@ typedef struct req {
     int too_large;
     int have_auth;
     net_auth_hdr auth;
+    char auth_raw[NET_AUTH_HDR_MAX]; /* forwarded byte for byte */
+    char fwd_hdr[NET_FWD_HDR_MAX];   /* X-Cosigner-Forwarded, when a peer sent it */
+    int has_fwd, forwarded;
+    unsigned fwd_http; /* the owner's answer (0: not reached) */
+    char *fwd_body;
+    size_t fwd_len;
+    char fwd_ctype[64];
+    uint32_t fwd_retry;
     net_call call;
     _Atomic int done;
     rt_reply reply; /* owned once done */
@@ -260,6 +269,53 @@ static void on_reply(void *arg, rt_reply *reply)
     MHD_resume_connection(q->conn);
 }
 
+static void on_forwarded(void *arg, unsigned http, char *body, size_t len, const char *ctype,
+                         uint32_t retry_after_s)
+{
+    req *q = arg;
+    q->fwd_http = http;
+    q->fwd_body = body;
+    q->fwd_len = len;
+    snprintf(q->fwd_ctype, sizeof q->fwd_ctype, "%s", ctype);
+    q->fwd_retry = retry_after_s;
+    atomic_store_explicit(&q->done, 1, memory_order_release);
+    MHD_resume_connection(q->conn);
+}
+
+/* Sends the request on to the wallet's owner, as it came (see net_fwd.c). */
+static enum MHD_Result forward(req *q, const char *owner)
+{
+    net_server *s = q->srv;
+    char url[1024], hdr[NET_FWD_HDR_MAX];
+    size_t ol = strlen(owner);
+    while (ol && owner[ol - 1] == '/')
+        ol--;
+    if (!ol || snprintf(url, sizeof url, "%.*s%s", (int)ol, owner, q->path) >= (int)sizeof url)
+        return fail(q, RT_INTERNAL, "the wallet's owner node has an unusable address");
+    net_fwd_sign(hdr, s->cfg.cluster->key, net_unix_ms(), q->method, q->path, q->auth_raw,
+                 (const uint8_t *)q->body, q->len);
+    atomic_fetch_add(&s->m.forwarded, 1);
+    q->state = RQ_FWD;
+    atomic_fetch_add(&s->in_flight, 1);
+    MHD_suspend_connection(q->conn);
+    net_fwd_submit(s->fwd, url, q->method, q->auth_raw, hdr, q->body, q->len, on_forwarded, q);
+    return MHD_YES;
+}
+
+static enum MHD_Result respond_forwarded(req *q)
+{
+    if (!q->fwd_http) {
+        atomic_fetch_add(&q->srv->m.forward_failures, 1);
+        return fail(q, RT_UNAVAILABLE,
+                    "the node serving this wallet did not answer; retry (another node takes "
+                    "over once its lease expires)");
+    }
+    char *b = q->fwd_body;
+    q->fwd_body = NULL;
+    if (!b && !(b = malloc(1))) return MHD_NO;
+    return send_body(q, q->fwd_http, q->fwd_ctype, b, q->fwd_len, q->fwd_retry);
+}
+
 static void auth_fail(req *q, int why)
 {
     atomic_fetch_add(&q->srv->m.auth_fail[why], 1);
@@ -278,6 +334,16 @@ static enum MHD_Result dispatch(req *q)
         return fail(q, RT_UNAUTHENTICATED,
                     why == NET_AF_STALE ? "request timestamp outside the accepted window"
                                         : "bad request signature");
+    }
+    /* A forwarding header is honoured only with the cluster key behind it:
+     * it is what stops this node from forwarding again. */
+    if (q->has_fwd && s->cfg.cluster) {
+        if (!net_fwd_verify(q->fwd_hdr, s->cfg.cluster->key, now, s->cfg.auth_window_ms, q->method,
+                            q->path, q->auth_raw, (const uint8_t *)q->body, q->len)) {
+            atomic_fetch_add(&s->m.forward_auth_failures, 1);
+            return fail(q, RT_UNAUTHENTICATED, "bad X-Cosigner-Forwarded signature");
+        }
+        q->forwarded = 1;
     }
     /* 2. Parse. */
     json_t *body = NULL;
@@ -335,6 +401,27 @@ static enum MHD_Result dispatch(req *q)
         ret = fail(q, RT_PERMISSION_DENIED, "key is not a participant of this wallet");
         goto out;
     }
+    /* Cluster: the node holding the wallet's lease serves it; any other
+     * forwards, once. The owner checks the signature and the replay cache
+     * again itself, so forwarding adds no trust. */
+    if (s->cfg.cluster) {
+        int local = 0;
+        char owner[256] = "";
+        st = s->cfg.cluster->route(s->cfg.cluster->ud, &q->call.key, &local, owner, sizeof owner);
+        if (st != RT_OK) {
+            ret = fail(q, RT_UNAVAILABLE, "cluster database unreachable; retry");
+            goto out;
+        }
+        if (!local) {
+            if (q->forwarded) {
+                atomic_fetch_add(&s->m.hop_refusals, 1);
+                ret = fail(q, RT_UNAVAILABLE, "the wallet is moving between nodes; retry");
+            } else {
+                ret = forward(q, owner);
+            }
+            goto out;
+        }
+    }
     /* Replay, only now: the bounded cache holds participants' nonces only,
      * so a stranger with a fresh key pair cannot fill it and get every
      * participant refused. Nothing before this point has side effects, so a
@@ -391,6 +478,13 @@ static enum MHD_Result respond_reply(req *q)
 {
     net_server *s = q->srv;
     rt_reply *r = &q->reply;
+    if (s->cfg.cluster && r->status == RT_OK &&
+        !s->cfg.cluster->valid(s->cfg.cluster->ud, &q->call.key)) {
+        /* No commit guarded this answer (or it did, and the lease ran out
+         * since): another node may be serving the wallet now. */
+        atomic_fetch_add(&s->m.lease_gate_refusals, 1);
+        return fail(q, RT_UNAVAILABLE, "this node lost the wallet's lease meanwhile; retry");
+    }
     if (r->status != RT_OK)
         return send_error(q, r->status, (const char *)r->data, r->len, r->blame, r->retry_after_ms);
     if (q->route == NET_R_DKG1) {
@@ -452,9 +546,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 auth_fail(q, NET_AF_MISSING);
                 return fail(q, RT_UNAUTHENTICATED, "missing Authorization header");
             }
-            if (!net_auth_parse(&q->auth, a)) {
+            if (!net_auth_parse(&q->auth, a) || strlen(a) >= sizeof q->auth_raw) {
                 auth_fail(q, NET_AF_MALFORMED);
                 return fail(q, RT_UNAUTHENTICATED, "malformed Authorization header");
+            }
+            memcpy(q->auth_raw, a, strlen(a) + 1);
+            const char *fh =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Cosigner-Forwarded");
+            if (fh) {
+                if (strlen(fh) >= sizeof q->fwd_hdr)
+                    return fail(q, RT_UNAUTHENTICATED, "bad X-Cosigner-Forwarded signature");
+                memcpy(q->fwd_hdr, fh, strlen(fh) + 1);
+                q->has_fwd = 1;
             }
         }
         return MHD_YES;
@@ -489,16 +592,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         q->len += n;
         return MHD_YES;
     }
-    if (q->state == RQ_SENT) {
+    if (q->state == RQ_SENT || q->state == RQ_FWD) {
         if (!atomic_load_explicit(&q->done, memory_order_acquire)) return MHD_YES;
+        int fwd = q->state == RQ_FWD;
         q->state = RQ_DONE;
-        return respond_reply(q);
+        return fwd ? respond_forwarded(q) : respond_reply(q);
     }
     if (q->too_large) return fail(q, NET_ST_PAYLOAD_TOO_LARGE, "request body too large");
     switch (q->route) {
     case NET_R_HEALTHZ:
         return serve_plain(q, 200, "ok\n");
     case NET_R_READYZ:
+        if (s->cfg.cluster && !s->cfg.cluster->reachable(s->cfg.cluster->ud))
+            return serve_plain(q, 503, "not ready: database unreachable\n");
         return atomic_load(&s->ready) && !atomic_load(&s->draining)
                    ? serve_plain(q, 200, "ready\n")
                    : serve_plain(q, 503, "not ready\n");
@@ -554,6 +660,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         rt_reply_free(&q->reply);
     }
     net_call_free(&q->call);
+    free(q->fwd_body);
     free(q->body);
     free(q);
 }
@@ -612,6 +719,12 @@ rt_status net_start(const net_config *cfg, net_server **out)
         free(s);
         return RT_RESOURCE_EXHAUSTED;
     }
+    /* The owner may hold a forwarded rendezvous for its whole deadline. */
+    if (c->cluster && !(s->fwd = net_fwd_new(c->rendezvous_ms + 5000))) {
+        net_replay_free(s->replay);
+        free(s);
+        return RT_RESOURCE_EXHAUSTED;
+    }
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
@@ -625,6 +738,7 @@ rt_status net_start(const net_config *cfg, net_server **out)
         a6->sin6_port = htons(c->port);
         flags |= MHD_USE_IPv6;
     } else {
+        net_fwd_free(s->fwd);
         net_replay_free(s->replay);
         free(s);
         return RT_INVALID_ARGUMENT;
@@ -641,6 +755,7 @@ rt_status net_start(const net_config *cfg, net_server **out)
         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!s->d) {
+        net_fwd_free(s->fwd);
         net_replay_free(s->replay);
         free(s);
         return RT_UNAVAILABLE;
@@ -688,6 +803,14 @@ void net_stop(net_server *s)
     uint64_t end = rt_now_ms() + 2000;
     while (atomic_load(&s->in_flight) && rt_now_ms() < end)
         sleep_ms(5);
+    if (s->fwd) {
+        /* Forwards still waiting on their owner are answered (UNAVAILABLE)
+         * and written out before the server goes. */
+        net_fwd_free(s->fwd);
+        end = rt_now_ms() + 1000;
+        while (atomic_load(&s->in_flight) && rt_now_ms() < end)
+            sleep_ms(5);
+    }
     MHD_stop_daemon(s->d);
     net_replay_free(s->replay);
     free(s);

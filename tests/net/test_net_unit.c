@@ -235,6 +235,49 @@ static void assert_documented(int st)
              h->code);
 }
 
+/* The forwarding header: only the cluster key makes one, it binds every
+ * part of the request it travels with, and it ages out like a request. */
+static void test_forward_mac(void **state)
+{
+    (void)state;
+    uint8_t key[32], other[32];
+    memset(key, 7, 32);
+    memset(other, 8, 32);
+    const char *auth = "Cosigner-BIP340 pk=02aa,ts=1,nonce=00,sig=00";
+    const uint8_t body[] = "{\"x\":1}";
+    size_t bl = sizeof body - 1;
+    uint64_t now = 1700000000000ull;
+    char h[NET_FWD_HDR_MAX];
+    net_fwd_sign(h, key, now, "POST", "/v1/dkg/round1", auth, body, bl);
+    assert_true(
+        net_fwd_verify(h, key, now + 1000, 300000, "POST", "/v1/dkg/round1", auth, body, bl));
+    assert_false(net_fwd_verify(h, other, now, 300000, "POST", "/v1/dkg/round1", auth, body, bl));
+    assert_false(net_fwd_verify(h, key, now, 300000, "GET", "/v1/dkg/round1", auth, body, bl));
+    assert_false(net_fwd_verify(h, key, now, 300000, "POST", "/v1/dkg/round2", auth, body, bl));
+    assert_false(net_fwd_verify(h, key, now, 300000, "POST", "/v1/dkg/round1",
+                                "Cosigner-BIP340 pk=02ab,ts=1,nonce=00,sig=00", body, bl));
+    assert_false(net_fwd_verify(h, key, now, 300000, "POST", "/v1/dkg/round1", auth, body, bl - 1));
+    assert_false(
+        net_fwd_verify(h, key, now + 300001, 300000, "POST", "/v1/dkg/round1", auth, body, bl));
+    assert_false(
+        net_fwd_verify(h, key, now - 300001, 300000, "POST", "/v1/dkg/round1", auth, body, bl));
+    /* Malformed forms never verify (and never read past the string). */
+    const char *bad[] = {"",
+                         "v1",
+                         "v1 ",
+                         "v2 1 00",
+                         "v1 x 00",
+                         "v1 1700000000000 zz",
+                         "v1 99999999999999999999999 00"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(
+            net_fwd_verify(bad[i], key, now, 300000, "POST", "/v1/dkg/round1", auth, body, bl));
+    char flip[NET_FWD_HDR_MAX];
+    memcpy(flip, h, sizeof flip);
+    flip[strlen(flip) - 1] ^= 1;
+    assert_false(net_fwd_verify(flip, key, now, 300000, "POST", "/v1/dkg/round1", auth, body, bl));
+}
+
 static void test_status_table(void **state)
 {
     (void)state;
@@ -290,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_auth_verify),
         cmocka_unit_test(test_replay),
         cmocka_unit_test(test_status_table),
+        cmocka_unit_test(test_forward_mac),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
