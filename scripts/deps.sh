@@ -11,6 +11,8 @@ PKGS=(
   # host libraries
   liburcu-dev libsecp256k1-dev libsodium-dev liblmdb-dev libmicrohttpd-dev
   libjansson-dev libinih-dev libsystemd-dev libcmocka-dev
+  # cluster store: libpq, and the server the cluster tests start themselves
+  libpq-dev postgresql postgresql-client
   # tests: HTTP client for the service tests
   libcurl4-openssl-dev curl
 )

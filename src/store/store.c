@@ -47,66 +47,17 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#define REC_FORMAT 1
-#define HDR_LEN 36 /* format u8, reserved u8[3], version u64 LE, nonce[24] */
-#define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
-#define ACC_LEN 32
-#define DEFAULT_MAP_SIZE ((size_t)1 << 30)
-#define DEFAULT_READERS 512
-#define DEFAULT_BATCH 1024
+#include "store_int.h"
 
-static const char KEYCHECK_PT[] = "cosignerd store key check v1";
+const char store_keycheck_pt[29] = "cosignerd store key check v1";
+#define KEYCHECK_PT store_keycheck_pt
 
 enum { KDF_REC = 1, KDF_IDX = 2, KDF_ROOT = 3 };
 static const char KDF_CTX[crypto_kdf_CONTEXTBYTES] = {'c', 'g', 's', 't', 'o', 'r', 'e', '1'};
 
-enum req_kind { REQ_PUT, REQ_DELETE };
-
-typedef struct req {
-    struct req *next;
-    int kind;
-    rt_key key;
-    uint64_t version;
-    uint8_t *sealed; /* HDR_LEN + ciphertext */
-    size_t sealed_len;
-    store_done_cb done;
-    void *arg;
-    rt_status st;
-} req;
-
-/* Secrets live in sodium_malloc'd memory (guard pages, locked, wiped on free). */
-typedef struct keys {
-    uint8_t rec[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
-    uint8_t idx[crypto_generichash_KEYBYTES];
-    uint8_t root[crypto_generichash_KEYBYTES];
-} keys;
-
-struct store {
-    MDB_env *env;
-    MDB_dbi db_rec, db_ver, db_meta, db_sys;
-    keys *k;
-    uint8_t acc[ACC_LEN]; /* committer thread only (and open) */
-    bool group_commit;
-    unsigned max_batch;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    req *head, *tail; /* FIFO: one actor's saves commit in the order it made them */
-    bool stopping;
-    pthread_t committer;
-    unsigned inject_fail;
-    int inject_err;
-    store_stats stats;
-    void *map_base; /* LMDB's read-only map of data.mdb (for store_trim); NULL if unknown */
-    size_t map_len;
-
-    rt_persist persist;
-};
-
 /* ------------------------------------------------------------ helpers -- */
 
-static void seterr(char *err, size_t n, const char *fmt, ...)
+void store_seterr(char *err, size_t n, const char *fmt, ...)
 {
     if (!err || n == 0) return;
     va_list ap;
@@ -115,13 +66,13 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
+void store_put_u64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t get_u64(const uint8_t *p)
+uint64_t store_get_u64(const uint8_t *p)
 {
     uint64_t v = 0;
     for (int i = 0; i < 8; i++)
@@ -130,21 +81,21 @@ static uint64_t get_u64(const uint8_t *p)
 }
 
 /* Index term of one wallet at one version: PRF under a key the file never holds. */
-static void idx_term(const store *s, const uint8_t *wallet, uint64_t version, uint8_t out[ACC_LEN])
+void store_idx_term(const store *s, const uint8_t *wallet, uint64_t version, uint8_t out[ACC_LEN])
 {
     uint8_t msg[STORE_KEY_LEN + 8];
     memcpy(msg, wallet, STORE_KEY_LEN);
-    put_u64(msg + STORE_KEY_LEN, version);
+    store_put_u64(msg + STORE_KEY_LEN, version);
     crypto_generichash(out, ACC_LEN, msg, sizeof msg, s->k->idx, sizeof s->k->idx);
 }
 
-static void acc_xor(uint8_t acc[ACC_LEN], const uint8_t t[ACC_LEN])
+void store_acc_xor(uint8_t acc[ACC_LEN], const uint8_t t[ACC_LEN])
 {
     for (int i = 0; i < ACC_LEN; i++)
         acc[i] ^= t[i];
 }
 
-static void root_tag(const store *s, const uint8_t acc[ACC_LEN], uint8_t tag[32])
+void store_root_tag(const store *s, const uint8_t acc[ACC_LEN], uint8_t tag[32])
 {
     uint8_t msg[4 + ACC_LEN];
     memcpy(msg, "root", 4);
@@ -192,24 +143,26 @@ static rt_status read_key_file(const char *path, uint8_t *mk, char *err, size_t 
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errn, "cannot open master key %s: %s", path, strerror(errno));
+        store_seterr(err, errn, "cannot open master key %s: %s", path, strerror(errno));
         return errno == ENOENT ? RT_NOT_FOUND : RT_UNAVAILABLE;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        seterr(err, errn, "master key %s is not a regular file", path);
+        store_seterr(err, errn, "master key %s is not a regular file", path);
         return RT_FAILED_PRECONDITION;
     }
     if (st.st_mode & 077) {
         close(fd);
-        seterr(err, errn, "master key %s is accessible by group/others (mode %03o): chmod 600",
-               path, (unsigned)(st.st_mode & 0777));
+        store_seterr(err, errn,
+                     "master key %s is accessible by group/others (mode %03o): chmod 600", path,
+                     (unsigned)(st.st_mode & 0777));
         return RT_PERMISSION_DENIED;
     }
     if (st.st_size != STORE_MASTER_KEY_LEN) {
         close(fd);
-        seterr(err, errn, "master key %s must be exactly %d bytes", path, STORE_MASTER_KEY_LEN);
+        store_seterr(err, errn, "master key %s must be exactly %d bytes", path,
+                     STORE_MASTER_KEY_LEN);
         return RT_FAILED_PRECONDITION;
     }
     size_t got = 0;
@@ -218,7 +171,7 @@ static rt_status read_key_file(const char *path, uint8_t *mk, char *err, size_t 
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             close(fd);
-            seterr(err, errn, "cannot read master key %s", path);
+            store_seterr(err, errn, "cannot read master key %s", path);
             return RT_UNAVAILABLE;
         }
         got += (size_t)r;
@@ -236,13 +189,13 @@ static rt_status create_key_file(const char *dir, const char *path, uint8_t *mk,
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        seterr(err, errn, "key path too long");
+        store_seterr(err, errn, "key path too long");
         return RT_INVALID_ARGUMENT;
     }
     unlink(tmp); /* leftover of a crash during an earlier first start */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        seterr(err, errn, "cannot create %s: %s", tmp, strerror(errno));
+        store_seterr(err, errn, "cannot create %s: %s", tmp, strerror(errno));
         return RT_UNAVAILABLE;
     }
     randombytes_buf(mk, STORE_MASTER_KEY_LEN);
@@ -254,14 +207,14 @@ static rt_status create_key_file(const char *dir, const char *path, uint8_t *mk,
         off += (size_t)w;
     }
     if (off != STORE_MASTER_KEY_LEN || fsync(fd) != 0) {
-        seterr(err, errn, "cannot write %s: %s", tmp, strerror(errno));
+        store_seterr(err, errn, "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         return RT_UNAVAILABLE;
     }
     close(fd);
     if (rename(tmp, path) != 0 || fsync_dir(dir) != 0) {
-        seterr(err, errn, "cannot install %s: %s", path, strerror(errno));
+        store_seterr(err, errn, "cannot install %s: %s", path, strerror(errno));
         unlink(tmp);
         return RT_UNAVAILABLE;
     }
@@ -283,7 +236,7 @@ static int apply_req(store *s, MDB_txn *txn, req *r)
             r->st = RT_DATA_LOSS;
             return 0;
         }
-        cur = get_u64(v.mv_data);
+        cur = store_get_u64(v.mv_data);
     } else if (rc != MDB_NOTFOUND) {
         return rc;
     }
@@ -296,8 +249,8 @@ static int apply_req(store *s, MDB_txn *txn, req *r)
         rc = mdb_del(txn, s->db_rec, &k, NULL);
         if (rc != 0 && rc != MDB_NOTFOUND) return rc;
         if ((rc = mdb_del(txn, s->db_ver, &k, NULL)) != 0) return rc;
-        idx_term(s, r->key.b, cur, t);
-        acc_xor(s->acc, t);
+        store_idx_term(s, r->key.b, cur, t);
+        store_acc_xor(s->acc, t);
         r->st = RT_OK;
         return 0;
     }
@@ -306,16 +259,16 @@ static int apply_req(store *s, MDB_txn *txn, req *r)
         return 0;
     }
     uint8_t vb[8];
-    put_u64(vb, r->version);
+    store_put_u64(vb, r->version);
     MDB_val rv = {r->sealed_len, r->sealed}, vv = {8, vb};
     if ((rc = mdb_put(txn, s->db_rec, &k, &rv, 0)) != 0) return rc;
     if ((rc = mdb_put(txn, s->db_ver, &k, &vv, 0)) != 0) return rc;
     if (cur) {
-        idx_term(s, r->key.b, cur, t);
-        acc_xor(s->acc, t);
+        store_idx_term(s, r->key.b, cur, t);
+        store_acc_xor(s->acc, t);
     }
-    idx_term(s, r->key.b, r->version, t);
-    acc_xor(s->acc, t);
+    store_idx_term(s, r->key.b, r->version, t);
+    store_acc_xor(s->acc, t);
     r->st = RT_OK;
     return 0;
 }
@@ -324,7 +277,7 @@ static int write_root(store *s, MDB_txn *txn)
 {
     uint8_t buf[ACC_LEN + 32];
     memcpy(buf, s->acc, ACC_LEN);
-    root_tag(s, s->acc, buf + ACC_LEN);
+    store_root_tag(s, s->acc, buf + ACC_LEN);
     MDB_val k = {4, (void *)"root"}, v = {sizeof buf, buf};
     return mdb_put(txn, s->db_sys, &k, &v, 0);
 }
@@ -341,16 +294,8 @@ static void commit_batch(store *s, req *batch, unsigned n)
     for (req *r = batch; rc == 0 && r; r = r->next)
         rc = apply_req(s, txn, r);
     if (rc == 0) rc = write_root(s, txn);
-#if CG_FAULT_INJECTION
-    if (rc == 0) {
-        pthread_mutex_lock(&s->mu);
-        if (s->inject_fail) {
-            s->inject_fail--;
-            rc = s->inject_err ? s->inject_err : EIO;
-        }
-        pthread_mutex_unlock(&s->mu);
-    }
-#endif
+    int ierr;
+    if (rc == 0 && store_take_injected_failure(s, &ierr)) rc = ierr;
     if (rc == 0) {
         rc = mdb_txn_commit(txn); /* frees txn even on failure */
     } else if (txn) {
@@ -376,6 +321,25 @@ static void commit_batch(store *s, req *batch, unsigned n)
     }
     if (n > s->stats.max_batch_seen) s->stats.max_batch_seen = n;
     pthread_mutex_unlock(&s->mu);
+}
+
+int store_take_injected_failure(store *s, int *err)
+{
+#if CG_FAULT_INJECTION
+    int hit = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->inject_fail) {
+        s->inject_fail--;
+        *err = s->inject_err ? s->inject_err : EIO;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return hit;
+#else
+    (void)s;
+    *err = 0;
+    return 0;
+#endif
 }
 
 static void req_free(req *r)
@@ -406,7 +370,10 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        commit_batch(s, batch, n);
+        if (s->pg)
+            store_pg_commit_batch(s, batch, n);
+        else
+            commit_batch(s, batch, n);
         for (req *r = batch, *nx; r; r = nx) {
             nx = r->next;
             r->done(r->arg, r->st);
@@ -436,12 +403,28 @@ static bool enqueue(store *s, req *r)
 
 /* --------------------------------------------------------------- open -- */
 
+void store_keycheck_seal(const store *s, uint8_t out[STORE_KEYCHECK_LEN])
+{
+    randombytes_buf(out, NONCE_LEN);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + NONCE_LEN, NULL, (const uint8_t *)KEYCHECK_PT,
+                                               sizeof KEYCHECK_PT, (const uint8_t *)"keycheck", 8,
+                                               NULL, out, s->k->rec);
+}
+
+int store_keycheck_ok(const store *s, const uint8_t *p, size_t n)
+{
+    uint8_t pt[sizeof KEYCHECK_PT];
+    return n == STORE_KEYCHECK_LEN && crypto_aead_xchacha20poly1305_ietf_decrypt(
+                                          pt, NULL, NULL, p + NONCE_LEN, n - NONCE_LEN,
+                                          (const uint8_t *)"keycheck", 8, p, s->k->rec) == 0;
+}
+
 static rt_status check_keys_and_index(store *s, char *err, size_t errn)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc) {
-        seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
+        store_seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
         return mdb_status(rc);
     }
     rt_status st = RT_OK;
@@ -449,7 +432,7 @@ static rt_status check_keys_and_index(store *s, char *err, size_t errn)
         (rc = mdb_dbi_open(txn, "ver", MDB_CREATE, &s->db_ver)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->db_meta)) ||
         (rc = mdb_dbi_open(txn, "sys", MDB_CREATE, &s->db_sys))) {
-        seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
+        store_seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
         mdb_txn_abort(txn);
         return mdb_status(rc);
     }
@@ -460,43 +443,36 @@ static rt_status check_keys_and_index(store *s, char *err, size_t errn)
     if (rc == MDB_NOTFOUND) {
         MDB_stat ms;
         if (mdb_stat(txn, s->db_ver, &ms) == 0 && ms.ms_entries) {
-            seterr(err, errn, "store has records but no key check: refusing to open");
+            store_seterr(err, errn, "store has records but no key check: refusing to open");
             st = RT_DATA_LOSS;
             goto out;
         }
         /* First start: seal the check value under this key. */
-        uint8_t buf[NONCE_LEN + sizeof KEYCHECK_PT + TAG_LEN];
-        randombytes_buf(buf, NONCE_LEN);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(
-            buf + NONCE_LEN, NULL, (const uint8_t *)KEYCHECK_PT, sizeof KEYCHECK_PT,
-            (const uint8_t *)"keycheck", 8, NULL, buf, s->k->rec);
+        uint8_t buf[STORE_KEYCHECK_LEN];
+        store_keycheck_seal(s, buf);
         kv.mv_size = sizeof buf;
         kv.mv_data = buf;
         memset(s->acc, 0, ACC_LEN);
         if ((rc = mdb_put(txn, s->db_sys, &kk, &kv, 0)) || (rc = write_root(s, txn))) {
-            seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
+            store_seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
             st = mdb_status(rc);
             goto out;
         }
         fresh = true;
     } else if (rc) {
-        seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
+        store_seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
         st = mdb_status(rc);
         goto out;
     } else {
-        uint8_t pt[sizeof KEYCHECK_PT];
-        if (kv.mv_size != NONCE_LEN + sizeof KEYCHECK_PT + TAG_LEN ||
-            crypto_aead_xchacha20poly1305_ietf_decrypt(
-                pt, NULL, NULL, (const uint8_t *)kv.mv_data + NONCE_LEN, kv.mv_size - NONCE_LEN,
-                (const uint8_t *)"keycheck", 8, kv.mv_data, s->k->rec) != 0) {
-            seterr(err, errn, "master key does not belong to this store");
+        if (!store_keycheck_ok(s, kv.mv_data, kv.mv_size)) {
+            store_seterr(err, errn, "master key does not belong to this store");
             st = RT_FAILED_PRECONDITION;
             goto out;
         }
         /* Recompute the set hash of the index and check it against the root. */
         rc = mdb_get(txn, s->db_sys, &rk, &rv);
         if (rc || rv.mv_size != ACC_LEN + 32) {
-            seterr(err, errn, "version index root missing or malformed");
+            store_seterr(err, errn, "version index root missing or malformed");
             st = rc && rc != MDB_NOTFOUND ? mdb_status(rc) : RT_DATA_LOSS;
             goto out;
         }
@@ -513,21 +489,21 @@ static rt_status check_keys_and_index(store *s, char *err, size_t errn)
                 bad = true;
                 break;
             }
-            idx_term(s, k.mv_data, get_u64(v.mv_data), t);
-            acc_xor(acc, t);
+            store_idx_term(s, k.mv_data, store_get_u64(v.mv_data), t);
+            store_acc_xor(acc, t);
         }
         mdb_cursor_close(c);
         if (rc != 0 && rc != MDB_NOTFOUND) {
             st = mdb_status(rc);
-            seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
+            store_seterr(err, errn, "lmdb: %s", mdb_strerror(rc));
             goto out;
         }
-        root_tag(s, acc, tag);
+        store_root_tag(s, acc, tag);
         if (bad || sodium_memcmp(acc, rv.mv_data, ACC_LEN) != 0 ||
             sodium_memcmp(tag, (const uint8_t *)rv.mv_data + ACC_LEN, 32) != 0) {
-            seterr(err, errn,
-                   "version index fails authentication: records were rolled back or the "
-                   "index was tampered with; refusing to serve from it");
+            store_seterr(err, errn,
+                         "version index fails authentication: records were rolled back or the "
+                         "index was tampered with; refusing to serve from it");
             st = RT_DATA_LOSS;
             goto out;
         }
@@ -537,7 +513,7 @@ out:
     if (st == RT_OK && fresh) {
         rc = mdb_txn_commit(txn);
         if (rc) {
-            seterr(err, errn, "lmdb commit: %s", mdb_strerror(rc));
+            store_seterr(err, errn, "lmdb commit: %s", mdb_strerror(rc));
             st = mdb_status(rc);
         }
     } else if (st == RT_OK) {
@@ -597,34 +573,37 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
     static const store_options defaults = {0};
     if (!opt) opt = &defaults;
     *out = NULL;
-    if (opt->backend != STORE_LMDB) {
-        seterr(err, errn, "this build has no such store backend");
-        return RT_UNIMPLEMENTED;
+    if (opt->backend != STORE_LMDB && opt->backend != STORE_POSTGRES) {
+        store_seterr(err, errn, "no such store backend");
+        return RT_INVALID_ARGUMENT;
     }
     if (!dir || !*dir) {
-        seterr(err, errn, "no data directory");
+        store_seterr(err, errn, "no data directory");
         return RT_INVALID_ARGUMENT;
     }
     if (sodium_init() < 0) {
-        seterr(err, errn, "libsodium failed to initialise");
+        store_seterr(err, errn, "libsodium failed to initialise");
         return RT_INTERNAL;
     }
     char data_path[4096], key_path[4096];
     if (snprintf(data_path, sizeof data_path, "%s/data.mdb", dir) >= (int)sizeof data_path ||
         snprintf(key_path, sizeof key_path, "%s/master.key", dir) >= (int)sizeof key_path) {
-        seterr(err, errn, "data directory path too long");
+        store_seterr(err, errn, "data directory path too long");
         return RT_INVALID_ARGUMENT;
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        seterr(err, errn, "cannot create %s: %s", dir, strerror(errno));
+        store_seterr(err, errn, "cannot create %s: %s", dir, strerror(errno));
         return RT_UNAVAILABLE;
     }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        seterr(err, errn, "%s is not a directory", dir);
+        store_seterr(err, errn, "%s is not a directory", dir);
         return RT_FAILED_PRECONDITION;
     }
-    bool exists = stat(data_path, &st) == 0 && st.st_size > 0;
+    /* On PostgreSQL the directory keeps only the key: "a store exists" is
+     * the database's to say (its key check), never a reason to invent one. */
+    bool exists = opt->backend == STORE_LMDB ? stat(data_path, &st) == 0 && st.st_size > 0
+                                             : stat(key_path, &st) == 0;
     if (!exists) chmod(dir, 0700); /* first start: a pre-made dir (mkdir -p) gets tightened */
 
     uint8_t *mk = sodium_malloc(STORE_MASTER_KEY_LEN);
@@ -634,7 +613,7 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
         sodium_free(mk);
         sodium_free(k);
         free(s);
-        seterr(err, errn, "out of memory");
+        store_seterr(err, errn, "out of memory");
         return RT_RESOURCE_EXHAUSTED;
     }
     s->k = k;
@@ -644,10 +623,10 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
         if (opt->key_path) {
             /* A configured key is provisioned by the operator: never invent one. */
         } else if (exists) {
-            seterr(err, errn,
-                   "store %s exists but its master key %s is missing: refusing to create a "
-                   "new key (restore the key file or configure its path)",
-                   dir, kp);
+            store_seterr(err, errn,
+                         "store %s exists but its master key %s is missing: refusing to create a "
+                         "new key (restore the key file or configure its path)",
+                         dir, kp);
             rs = RT_FAILED_PRECONDITION;
         } else {
             rs = create_key_file(dir, kp, mk, err, errn);
@@ -661,17 +640,23 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
     mk = NULL;
 
     int rc;
-    if ((rc = mdb_env_create(&s->env)) ||
-        (rc = mdb_env_set_mapsize(s->env, opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE)) ||
-        (rc = mdb_env_set_maxreaders(s->env,
-                                     opt->max_readers ? opt->max_readers : DEFAULT_READERS)) ||
-        (rc = mdb_env_set_maxdbs(s->env, 4)) || (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600))) {
-        seterr(err, errn, "lmdb open %s: %s", dir, mdb_strerror(rc));
+    if (opt->backend == STORE_POSTGRES) {
+        if ((rs = store_pg_open(s, opt, err, errn)) != RT_OK) goto fail;
+    } else if ((rc = mdb_env_create(&s->env)) ||
+               (rc = mdb_env_set_mapsize(s->env,
+                                         opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE)) ||
+               (rc = mdb_env_set_maxreaders(s->env, opt->max_readers ? opt->max_readers
+                                                                     : DEFAULT_READERS)) ||
+               (rc = mdb_env_set_maxdbs(s->env, 4)) ||
+               (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600))) {
+        store_seterr(err, errn, "lmdb open %s: %s", dir, mdb_strerror(rc));
         rs = mdb_status(rc);
         goto fail;
     }
-    if ((rs = check_keys_and_index(s, err, errn)) != RT_OK) goto fail;
-    find_map(s);
+    if (s->env) {
+        if ((rs = check_keys_and_index(s, err, errn)) != RT_OK) goto fail;
+        find_map(s);
+    }
 
     s->group_commit = !opt->no_group_commit;
     s->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_BATCH;
@@ -683,8 +668,9 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
     if (pthread_create(&s->committer, NULL, committer_main, s) != 0) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
-        seterr(err, errn, "cannot start committer thread");
+        store_seterr(err, errn, "cannot start committer thread");
         rs = RT_RESOURCE_EXHAUSTED;
+        if (s->pg) store_pg_close(s);
         goto fail;
     }
     *out = s;
@@ -705,7 +691,8 @@ void store_close(store *s)
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->committer, NULL); /* drains the queue first: every callback fires */
-    mdb_env_close(s->env);
+    if (s->pg) store_pg_close(s);
+    if (s->env) mdb_env_close(s->env);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     sodium_memzero(s->acc, ACC_LEN);
@@ -715,10 +702,42 @@ void store_close(store *s)
 
 /* ------------------------------------------------------------ records -- */
 
+rt_status store_open_record(const store *s, const rt_key *key, uint64_t want, const uint8_t *p,
+                            size_t n, uint8_t **rec, size_t *len)
+{
+    if (n < HDR_LEN + TAG_LEN || n - HDR_LEN - TAG_LEN > STORE_MAX_RECORD || p[0] != REC_FORMAT ||
+        p[1] || p[2] || p[3] || store_get_u64(p + 4) != want)
+        return RT_DATA_LOSS; /* malformed, or an older/newer record than the index says */
+    size_t plen = n - HDR_LEN - TAG_LEN;
+    uint8_t *pt = malloc(plen ? plen : 1);
+    if (!pt) return RT_RESOURCE_EXHAUSTED;
+    uint8_t ad[12 + RT_KEY_LEN];
+    rec_ad(p, key, ad);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, p + HDR_LEN, n - HDR_LEN, ad,
+                                                   sizeof ad, p + 12, s->k->rec) != 0) {
+        sodium_memzero(pt, plen);
+        free(pt);
+        return RT_DATA_LOSS;
+    }
+    *rec = pt;
+    *len = plen;
+    return RT_OK;
+}
+
 rt_status store_get(store *s, const rt_key *key, uint8_t **rec, size_t *len, uint64_t *version)
 {
     *rec = NULL;
     *len = 0;
+    if (s->pg) {
+        uint8_t *sealed = NULL;
+        size_t sl = 0;
+        uint64_t want = 0;
+        rt_status st = store_pg_get(s, key, &sealed, &sl, &want);
+        if (st == RT_OK) st = store_open_record(s, key, want, sealed, sl, rec, len);
+        free(sealed);
+        if (st == RT_OK) *version = want;
+        return st;
+    }
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc) return mdb_status(rc);
@@ -739,38 +758,14 @@ rt_status store_get(store *s, const rt_key *key, uint8_t **rec, size_t *len, uin
         st = RT_DATA_LOSS;
         goto out;
     }
-    uint64_t want = get_u64(iv.mv_data);
+    uint64_t want = store_get_u64(iv.mv_data);
     rc = mdb_get(txn, s->db_rec, &k, &rv);
     if (rc) {
         st = rc == MDB_NOTFOUND ? RT_DATA_LOSS : mdb_status(rc); /* deleted behind the index */
         goto out;
     }
-    const uint8_t *p = rv.mv_data;
-    if (rv.mv_size < HDR_LEN + TAG_LEN || rv.mv_size - HDR_LEN - TAG_LEN > STORE_MAX_RECORD ||
-        p[0] != REC_FORMAT || p[1] || p[2] || p[3] || get_u64(p + 4) != want) {
-        st = RT_DATA_LOSS; /* malformed, or an older/newer record than the index says */
-        goto out;
-    }
-    size_t plen = rv.mv_size - HDR_LEN - TAG_LEN;
-    uint8_t *pt = malloc(plen ? plen : 1);
-    if (!pt) {
-        st = RT_RESOURCE_EXHAUSTED;
-        goto out;
-    }
-    uint8_t ad[12 + RT_KEY_LEN];
-    rec_ad(p, key, ad);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, p + HDR_LEN,
-                                                   rv.mv_size - HDR_LEN, ad, sizeof ad, p + 12,
-                                                   s->k->rec) != 0) {
-        sodium_memzero(pt, plen);
-        free(pt);
-        st = RT_DATA_LOSS;
-        goto out;
-    }
-    *rec = pt;
-    *len = plen;
-    *version = want;
-    st = RT_OK;
+    st = store_open_record(s, key, want, rv.mv_data, rv.mv_size, rec, len);
+    if (st == RT_OK) *version = want;
 out:
     mdb_txn_abort(txn);
     return st;
@@ -793,7 +788,7 @@ void store_put(store *s, const rt_key *key, const uint8_t *rec, size_t len, uint
     }
     sealed[0] = REC_FORMAT;
     sealed[1] = sealed[2] = sealed[3] = 0;
-    put_u64(sealed + 4, version);
+    store_put_u64(sealed + 4, version);
     randombytes_buf(sealed + 12, NONCE_LEN);
     uint8_t ad[12 + RT_KEY_LEN];
     rec_ad(sealed, key, ad);
@@ -806,6 +801,7 @@ void store_put(store *s, const rt_key *key, const uint8_t *rec, size_t len, uint
     r->sealed_len = HDR_LEN + len + TAG_LEN;
     r->done = done;
     r->arg = arg;
+    if (s->pg) store_pg_lease_of(s, key, r);
     if (!enqueue(s, r)) {
         req_free(r);
         done(arg, RT_UNAVAILABLE);
@@ -863,6 +859,7 @@ rt_status store_delete(store *s, const rt_key *key)
     }
     r->kind = REQ_DELETE;
     r->key = *key;
+    if (s->pg) store_pg_lease_of(s, key, r);
     r->done = waiter_done;
     r->arg = &w;
     if (!enqueue(s, r)) {
@@ -874,6 +871,7 @@ rt_status store_delete(store *s, const rt_key *key)
 
 rt_status store_iterate(store *s, store_iter_cb cb, void *arg)
 {
+    if (s->pg) return store_pg_iterate(s, cb, arg);
     MDB_txn *txn;
     MDB_cursor *c;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
@@ -891,7 +889,7 @@ rt_status store_iterate(store *s, store_iter_cb cb, void *arg)
         }
         rt_key key;
         memcpy(key.b, k.mv_data, RT_KEY_LEN);
-        if (cb(arg, &key, get_u64(v.mv_data))) break;
+        if (cb(arg, &key, store_get_u64(v.mv_data))) break;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) st = mdb_status(rc);
     mdb_cursor_close(c);
@@ -918,11 +916,13 @@ static rt_status meta_write(store *s, const uint8_t *key, const uint8_t *val, si
 rt_status store_put_meta(store *s, const uint8_t key[STORE_KEY_LEN], const uint8_t *val, size_t len)
 {
     if (len > STORE_MAX_META || (len && !val)) return RT_INVALID_ARGUMENT;
+    if (s->pg) return store_pg_meta(s, 1, key, val, len, NULL, NULL);
     return meta_write(s, key, val, len, false);
 }
 
 rt_status store_delete_meta(store *s, const uint8_t key[STORE_KEY_LEN])
 {
+    if (s->pg) return store_pg_meta(s, 2, key, NULL, 0, NULL, NULL);
     return meta_write(s, key, NULL, 0, true);
 }
 
@@ -930,6 +930,7 @@ rt_status store_get_meta(store *s, const uint8_t key[STORE_KEY_LEN], uint8_t **o
 {
     *out = NULL;
     *len = 0;
+    if (s->pg) return store_pg_meta(s, 0, key, NULL, 0, out, len);
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc) return mdb_status(rc);
@@ -963,10 +964,12 @@ void store_get_stats(store *s, store_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
+    if (s->pg) store_pg_stats(s, out);
 }
 
 rt_status store_trim(store *s)
 {
+    if (s->pg) return RT_UNIMPLEMENTED; /* nothing of the database is mapped here */
     if (!s->map_base) return RT_UNIMPLEMENTED;
     MDB_envinfo ei;
     MDB_stat ms;
@@ -982,11 +985,10 @@ rt_status store_trim(store *s)
 
 /* ------------------------------------------------------------- leases -- */
 
-/* One node owns everything in the embedded store. */
+/* On LMDB one node owns everything: every lease is this node's. */
 rt_status store_lease_acquire(store *s, const rt_key *key, store_lease *out)
 {
-    (void)s;
-    (void)key;
+    if (s->pg) return store_pg_lease_acquire(s, key, out);
     memset(out, 0, sizeof *out);
     out->held = 1;
     return RT_OK;
@@ -994,34 +996,27 @@ rt_status store_lease_acquire(store *s, const rt_key *key, store_lease *out)
 
 int store_lease_valid(store *s, const rt_key *key)
 {
-    (void)s;
-    (void)key;
-    return 1;
+    return s->pg ? store_pg_lease_valid(s, key) : 1;
 }
 
 rt_status store_lease_release(store *s, const rt_key *key)
 {
-    (void)s;
-    (void)key;
-    return RT_OK;
+    return s->pg ? store_pg_lease_release(s, key) : RT_OK;
 }
 
 rt_status store_lease_release_all(store *s)
 {
-    (void)s;
-    return RT_OK;
+    return s->pg ? store_pg_lease_release_all(s) : RT_OK;
 }
 
 int store_reachable(store *s)
 {
-    (void)s;
-    return 1;
+    return s->pg ? store_pg_reachable(s) : 1;
 }
 
 const char *store_backend_name(const store *s)
 {
-    (void)s;
-    return "lmdb";
+    return s->pg ? "postgres" : "lmdb";
 }
 
 rt_status store_inject_commit_failures(store *s, unsigned n, int err)

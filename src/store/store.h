@@ -22,7 +22,9 @@
  * Status codes: RT_NOT_FOUND (no record), RT_DATA_LOSS (record or index fails
  * authentication or parsing: that wallet only), RT_FAILED_PRECONDITION (stale
  * version), RT_UNAVAILABLE (I/O error, ENOSPC, map full, store closing),
- * RT_INVALID_ARGUMENT (bad sizes).
+ * RT_INVALID_ARGUMENT (bad sizes), RT_ABORTED (PostgreSQL: a put refused
+ * because this node does not hold the wallet's lease at the epoch it was
+ * made under — fencing; nothing of it was written).
  */
 #ifndef STORE_H
 #define STORE_H
@@ -60,11 +62,12 @@ typedef struct store_options {
     int no_group_commit;  /* 1 = one write transaction + fsync per put (benchmarks) */
     unsigned max_batch;   /* puts per group commit; 0 = 1024 */
     /* PostgreSQL only. */
-    const char *pg_dsn;    /* libpq connection string; required */
-    const char *node_id;   /* this node's name in lease rows; unique per node; required */
-    const char *node_url;  /* where other nodes forward to, e.g. "http://10.0.0.1:8080" */
-    uint64_t lease_ttl_ms; /* 0 = 5000 */
-    unsigned pg_pool;      /* reader connections; 0 = 4 */
+    const char *pg_dsn;     /* libpq connection string; required */
+    const char *node_id;    /* this node's name in lease rows; unique per node; required */
+    const char *node_url;   /* where other nodes forward to, e.g. "http://10.0.0.1:8080" */
+    uint64_t lease_ttl_ms;  /* 0 = 5000 */
+    unsigned pg_pool;       /* reader connections; 0 = 4 */
+    uint64_t lease_idle_ms; /* a lease unused this long is given back; 0 = 10 min */
     store_lease_lost_cb on_lease_lost; /* may be NULL */
     void *lease_ud;
 } store_options;
@@ -93,6 +96,10 @@ void store_close(store *s);
  * older version, or deleted behind the index's back.
  */
 rt_status store_get(store *s, const rt_key *key, uint8_t **rec, size_t *len, uint64_t *version);
+
+/* On PostgreSQL a put for a wallet whose lease this node does not hold
+ * takes it first (as store_lease_acquire) and is refused with ABORTED when
+ * another node holds it. */
 
 /* Done callback of a put: exactly once, on the committer thread (or on the
  * caller's thread when the put is refused up front). Must not block long and
