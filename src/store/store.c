@@ -600,10 +600,9 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
         store_seterr(err, errn, "%s is not a directory", dir);
         return RT_FAILED_PRECONDITION;
     }
-    /* On PostgreSQL the directory keeps only the key: "a store exists" is
-     * the database's to say (its key check), never a reason to invent one. */
-    bool exists = opt->backend == STORE_LMDB ? stat(data_path, &st) == 0 && st.st_size > 0
-                                             : stat(key_path, &st) == 0;
+    /* On PostgreSQL the directory keeps only the key: whether the store
+     * exists is the database's to say (its key check), asked below. */
+    bool exists = opt->backend == STORE_LMDB && stat(data_path, &st) == 0 && st.st_size > 0;
     if (!exists) chmod(dir, 0700); /* first start: a pre-made dir (mkdir -p) gets tightened */
 
     uint8_t *mk = sodium_malloc(STORE_MASTER_KEY_LEN);
@@ -620,8 +619,13 @@ rt_status store_open(const char *dir, const store_options *opt, store **out, cha
     const char *kp = opt->key_path ? opt->key_path : key_path;
     rt_status rs = read_key_file(kp, mk, err, errn);
     if (rs == RT_NOT_FOUND) {
+        int probe = opt->backend == STORE_POSTGRES ? store_pg_probe(opt) : 0;
+        if (probe > 0) exists = true;
         if (opt->key_path) {
             /* A configured key is provisioned by the operator: never invent one. */
+        } else if (probe < 0) {
+            store_seterr(err, errn, "cannot reach the database to check for an existing store");
+            rs = RT_UNAVAILABLE;
         } else if (exists) {
             store_seterr(err, errn,
                          "store %s exists but its master key %s is missing: refusing to create a "
@@ -1017,6 +1021,19 @@ int store_reachable(store *s)
 const char *store_backend_name(const store *s)
 {
     return s->pg ? "postgres" : "lmdb";
+}
+
+rt_status store_inject_lease_pause(store *s, int on)
+{
+#if CG_FAULT_INJECTION
+    if (!s->pg) return RT_UNIMPLEMENTED;
+    store_pg_pause(s, on);
+    return RT_OK;
+#else
+    (void)s;
+    (void)on;
+    return RT_UNIMPLEMENTED;
+#endif
 }
 
 rt_status store_inject_commit_failures(store *s, unsigned n, int err)

@@ -223,4 +223,10 @@ const char *store_backend_name(const store *s);
  * Returns UNIMPLEMENTED in builds without fault injection. */
 rt_status store_inject_commit_failures(store *s, unsigned n, int err);
 
+/* Fault injection (PostgreSQL, builds with CG_FAULT_INJECTION): while on,
+ * the lease thread does nothing at all, as in a process that is paused
+ * (SIGSTOP) or cut off: no renewal, no local expiry. UNIMPLEMENTED
+ * otherwise. */
+rt_status store_inject_lease_pause(store *s, int on);
+
 #endif

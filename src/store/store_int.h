@@ -97,6 +97,9 @@ int store_keycheck_ok(const store *s, const uint8_t *p, size_t n);
 int store_take_injected_failure(store *s, int *err);
 
 /* ---- the PostgreSQL backend (store_pg.c) ---- */
+/* 1: the database already holds a store (a key check), 0: it does not,
+ * -1: unreachable. Asked before a missing master key is created. */
+int store_pg_probe(const store_options *opt);
 rt_status store_pg_open(store *s, const store_options *opt, char *err, size_t errn);
 void store_pg_close(store *s);
 rt_status store_pg_get(store *s, const rt_key *key, uint8_t **sealed, size_t *len,
@@ -112,5 +115,6 @@ rt_status store_pg_lease_release(store *s, const rt_key *key);
 rt_status store_pg_lease_release_all(store *s);
 int store_pg_reachable(store *s);
 void store_pg_stats(store *s, store_stats *out);
+void store_pg_pause(store *s, int on);
 
 #endif

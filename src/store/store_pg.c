@@ -79,6 +79,7 @@ struct store_pg {
     pthread_cond_t tcv;
     int quit;
     _Atomic int reachable;
+    _Atomic int paused; /* fault injection: the lease thread stands still */
     store_lease_lost_cb lost_cb;
     void *lost_ud;
     _Atomic uint64_t acquired, taken_over, lost, fence_refusals;
@@ -101,6 +102,12 @@ static uint64_t be64(const char *p)
 
 /* ---------------------------------------------------------- connections -- */
 
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 static PGconn *connect_db(store_pg *p)
 {
     /* Defaults first: a value in the operator's DSN (last) overrides them. */
@@ -114,6 +121,7 @@ static PGconn *connect_db(store_pg *p)
         PQfinish(c);
         return NULL;
     }
+    if (c) PQsetNoticeProcessor(c, quiet, NULL); /* "already exists, skipping" is no news */
     return c;
 }
 
@@ -308,6 +316,27 @@ static rt_status check_schema(store *s, PGconn *c, char *err, size_t errn)
 }
 
 static void *lease_main(void *arg);
+
+int store_pg_probe(const store_options *opt)
+{
+    store_pg p = {0};
+    if (!opt->pg_dsn || snprintf(p.dsn, sizeof p.dsn, "%s", opt->pg_dsn) >= (int)sizeof p.dsn)
+        return -1;
+    PGconn *c = connect_db(&p);
+    sodium_memzero(p.dsn, sizeof p.dsn);
+    if (!c) return -1;
+    PGresult *r = run(c, "SELECT 1 FROM information_schema.tables WHERE table_name = 'cg_sys'", 0,
+                      NULL, NULL, NULL);
+    int have = ok(r) ? PQntuples(r) > 0 : -1;
+    PQclear(r);
+    if (have > 0) {
+        r = run(c, "SELECT 1 FROM cg_sys WHERE k = 'keycheck'", 0, NULL, NULL, NULL);
+        have = ok(r) ? PQntuples(r) > 0 : -1;
+        PQclear(r);
+    }
+    PQfinish(c);
+    return have;
+}
 
 rt_status store_pg_open(store *s, const store_options *opt, char *err, size_t errn)
 {
@@ -540,13 +569,16 @@ static int apply_req(store *s, PGconn *c, req *r, uint8_t acc[ACC_LEN])
     const char *v[5] = {(const char *)r->key.b, p->node, ep, NULL, NULL};
     int l[5] = {RT_KEY_LEN, 0, 0, 0, 0}, f[5] = {1, 0, 0, 1, 0};
     /* Fencing: the lease this put was made under must still be this
-     * node's, at that epoch, unexpired; FOR SHARE holds off a takeover
-     * until this transaction ends. */
+     * node's, at that epoch, unexpired. FOR KEY SHARE holds off a takeover
+     * (which locks the row FOR UPDATE) until this transaction ends, but not
+     * the owner's own renewal (a plain update of expires): renewal waiting
+     * on commits, or deadlocking with a batch, would cost the very leases
+     * the batch commits under. */
     int fenced = !r->leased;
     if (!fenced) {
         PGresult *q = run(c,
                           "SELECT 1 FROM cg_lease WHERE wallet = $1 AND owner = $2 AND epoch = $3 "
-                          "AND expires > now() FOR SHARE",
+                          "AND expires > now() FOR KEY SHARE",
                           3, v, l, f);
         if (!ok(q)) {
             PQclear(q);
@@ -720,61 +752,70 @@ rt_status store_pg_lease_acquire(store *s, const rt_key *key, store_lease *out)
     int l[4] = {RT_KEY_LEN, 0, 0, 0}, f[4] = {1, 0, 0, 0};
     for (int attempt = 0; c && attempt < 3 && st == RT_UNAVAILABLE; attempt++) {
         uint64_t t0 = mono_ms();
-        PGresult *r =
-            run(c,
-                "WITH prev AS (SELECT owner FROM cg_lease WHERE wallet = $1) "
-                "INSERT INTO cg_lease AS l (wallet, owner, url, epoch, expires) "
-                "VALUES ($1, $2, $3, 1, now() + $4::bigint * interval '1 millisecond') "
-                "ON CONFLICT (wallet) DO UPDATE SET owner = EXCLUDED.owner, url = EXCLUDED.url, "
-                "  epoch = l.epoch + 1, expires = EXCLUDED.expires "
-                "WHERE l.expires <= now() OR l.owner = EXCLUDED.owner "
-                "RETURNING l.epoch, (SELECT owner FROM prev)",
-                4, v, l, f);
+        /* The row is locked FOR UPDATE before it is judged: a takeover
+         * waits for every commit still fenced on the old epoch. */
+        if (!exec_ok(c, "BEGIN")) break;
+        PGresult *r = run(c,
+                          "SELECT owner, url, epoch, expires <= now() FROM cg_lease "
+                          "WHERE wallet = $1 FOR UPDATE",
+                          1, v, l, f);
         if (!ok(r)) {
             PQclear(r);
-            /* Two nodes inserting a new wallet's row at once: one of them
-             * sees a unique violation; the retry sees the row. */
+            exec_ok(c, "ROLLBACK");
             continue;
         }
-        if (PQntuples(r) == 1 && PQgetlength(r, 0, 0) == 8) {
-            uint64_t ep = be64(PQgetvalue(r, 0, 0));
-            int had = !PQgetisnull(r, 0, 1);
-            int other = had && (size_t)PQgetlength(r, 0, 1) == strlen(p->node)
-                            ? memcmp(PQgetvalue(r, 0, 1), p->node, strlen(p->node)) != 0
-                            : had;
+        int row = PQntuples(r) == 1 && PQgetlength(r, 0, 2) == 8 && PQgetlength(r, 0, 3) == 1;
+        int mine = row && (size_t)PQgetlength(r, 0, 0) == strlen(p->node) &&
+                   !memcmp(PQgetvalue(r, 0, 0), p->node, strlen(p->node));
+        int expired = row && PQgetvalue(r, 0, 3)[0];
+        if (row && !mine && !expired) {
+            /* Another node's, alive: tell the caller where. */
+            int n = PQgetlength(r, 0, 1);
+            if (n >= (int)sizeof out->owner_url) n = (int)sizeof out->owner_url - 1;
+            memcpy(out->owner_url, PQgetvalue(r, 0, 1), (size_t)n);
+            out->owner_url[n] = 0;
+            out->epoch = be64(PQgetvalue(r, 0, 2));
+            out->held = 0;
             PQclear(r);
-            atomic_fetch_add(other ? &p->taken_over : &p->acquired, 1);
-            uint64_t done = mono_ms();
-            pthread_mutex_lock(&p->lmu);
-            lease_ent **slot = find_slot(p, key);
-            if (!*slot && (*slot = calloc(1, sizeof **slot))) {
-                (*slot)->key = *key;
-                p->nleases++;
-            }
-            if (*slot) {
-                (*slot)->epoch = ep;
-                (*slot)->deadline = t0 + p->ttl - p->margin;
-                (*slot)->acq_at = done;
-                (*slot)->last_used = done;
-            }
-            pthread_mutex_unlock(&p->lmu);
-            out->held = 1;
-            out->epoch = ep;
-            st = RT_OK;
+            st = exec_ok(c, "COMMIT") ? RT_OK : RT_UNAVAILABLE;
             break;
         }
         PQclear(r);
-        r = run(c, "SELECT url, epoch FROM cg_lease WHERE wallet = $1", 1, v, l, f);
-        if (ok(r) && PQntuples(r) == 1 && PQgetlength(r, 0, 1) == 8) {
-            int n = PQgetlength(r, 0, 0);
-            if (n >= (int)sizeof out->owner_url) n = (int)sizeof out->owner_url - 1;
-            memcpy(out->owner_url, PQgetvalue(r, 0, 0), (size_t)n);
-            out->owner_url[n] = 0;
-            out->epoch = be64(PQgetvalue(r, 0, 1));
-            out->held = 0;
-            st = RT_OK;
+        r = run(c,
+                row ? "UPDATE cg_lease SET owner = $2, url = $3, epoch = epoch + 1, "
+                      "expires = now() + $4::bigint * interval '1 millisecond' "
+                      "WHERE wallet = $1 RETURNING epoch"
+                    : "INSERT INTO cg_lease (wallet, owner, url, epoch, expires) "
+                      "VALUES ($1, $2, $3, 1, now() + $4::bigint * interval '1 millisecond') "
+                      "ON CONFLICT (wallet) DO NOTHING RETURNING epoch",
+                4, v, l, f);
+        int got = ok(r) && PQntuples(r) == 1 && PQgetlength(r, 0, 0) == 8;
+        uint64_t ep = got ? be64(PQgetvalue(r, 0, 0)) : 0;
+        PQclear(r);
+        if (!got || !exec_ok(c, "COMMIT")) {
+            /* A new wallet's row inserted by another node meanwhile: the
+             * next attempt sees and locks it. */
+            exec_ok(c, "ROLLBACK");
+            continue;
         }
-        PQclear(r); /* no row: it expired and vanished meanwhile; try again */
+        atomic_fetch_add(row && !mine ? &p->taken_over : &p->acquired, 1);
+        uint64_t done = mono_ms();
+        pthread_mutex_lock(&p->lmu);
+        lease_ent **slot = find_slot(p, key);
+        if (!*slot && (*slot = calloc(1, sizeof **slot))) {
+            (*slot)->key = *key;
+            p->nleases++;
+        }
+        if (*slot) {
+            (*slot)->epoch = ep;
+            (*slot)->deadline = t0 + p->ttl - p->margin;
+            (*slot)->acq_at = done;
+            (*slot)->last_used = done;
+        }
+        pthread_mutex_unlock(&p->lmu);
+        out->held = 1;
+        out->epoch = ep;
+        st = RT_OK;
     }
     pool_give(p, cp);
     if (st == RT_OK) atomic_store(&p->reachable, 1);
@@ -856,6 +897,11 @@ rt_status store_pg_lease_release_all(store *s)
     }
     pool_give(p, cp);
     return st;
+}
+
+void store_pg_pause(store *s, int on)
+{
+    atomic_store(&s->pg->paused, on);
 }
 
 int store_pg_reachable(store *s)
@@ -1016,7 +1062,7 @@ static void *lease_main(void *arg)
         int quit = p->quit;
         pthread_mutex_unlock(&p->tmu);
         if (quit) break;
-        renew(s);
+        if (!atomic_load(&p->paused)) renew(s);
     }
     return NULL;
 }
