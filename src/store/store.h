@@ -155,8 +155,9 @@ typedef struct store_stats {
     uint64_t leases_held;       /* now */
     uint64_t leases_acquired;   /* free rows taken, or ours again after a restart */
     uint64_t leases_taken_over; /* expired rows of another node taken */
-    uint64_t leases_lost;       /* on_lease_lost calls */
-    uint64_t fence_refusals;    /* puts refused because the lease epoch was stale */
+    uint64_t leases_lost; /* taken over by another node or expired unrenewed (idle ones given back
+                             are not counted) */
+    uint64_t fence_refusals; /* puts refused because the lease epoch was stale */
 } store_stats;
 void store_get_stats(store *s, store_stats *out);
 

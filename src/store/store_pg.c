@@ -980,7 +980,7 @@ static void tell_lost(store_pg *p, lost_list *l, int release, PGconn *c)
 {
     for (lease_ent *e = l->head, *nx; e; e = nx) {
         nx = e->next;
-        atomic_fetch_add(&p->lost, 1);
+        if (!release) atomic_fetch_add(&p->lost, 1); /* an idle lease given back is not lost */
         if (p->lost_cb) p->lost_cb(p->lost_ud, &e->key);
         if (release && c) release_row(p, c, &e->key, e->epoch);
         free(e);
