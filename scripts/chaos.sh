@@ -6,6 +6,8 @@
 #   scripts/chaos.sh long  [ARGS...]   release gate (make chaos): release-speed build with
 #                                      fault injection (build-chaos), 30 min, 30 kill -9
 #                                      cycles, 48 clean + 32 faulty wallets
+#   scripts/chaos.sh cluster [ARGS...] 3 nodes on a throwaway PostgreSQL, release-speed build
+#                                      with fault injection, 10 min, 20 kill -9 of a random node
 #
 # Extra ARGS go to the harness (e.g. --seed N to replay a run's schedule,
 # --seconds, --kills, --clean, --faulty, --idle-ms, --workdir, --verbose).
@@ -25,8 +27,16 @@ long)
     opts=(--buildtype=release -Dfault_injection=true)
     args=(--seconds 1800 --kills 30 --clean 48 --faulty 32 --min-faults 10000)
     ;;
+cluster)
+    B=${CHAOS_BUILD:-build-chaos}
+    opts=(--buildtype=release -Dfault_injection=true)
+    [ -f "$B/build.ninja" ] || meson setup "$B" "${opts[@]}" >/dev/null
+    ninja -C "$B" -j2 src/cosignerd tests/chaos/chaos
+    exec bash tests/store/with_pg.sh "$B/tests/chaos/chaos" --daemon "$B/src/cosignerd" \
+        --cluster 3 --seconds 600 --kills 20 --clean 24 --faulty 16 --min-faults 3000 "$@"
+    ;;
 *)
-    echo "usage: $0 short|long [chaos args...]" >&2
+    echo "usage: $0 short|long|cluster [chaos args...]" >&2
     exit 2
     ;;
 esac

@@ -43,9 +43,19 @@
  *   - every fault kind was injected, and (with the preload) at least one
  *     armed storage failure reached its wallet as UNAVAILABLE.
  *
+ * Cluster mode (--cluster N --pg-dsn DSN): N daemons on one PostgreSQL
+ * database, every request sent to one of them at random (so most are
+ * forwarded to the wallet's owner), and each "kill" a kill -9 of one node
+ * at random, restarted on its data directory. The same invariants hold,
+ * with nonces merged across the nodes (the harness sees every answer) and
+ * the scan reading the records from the database; one allowance: an
+ * operation started within lease_ttl + 1.5 s of a kill may fail with
+ * UNAVAILABLE (the wallet's lease was still the dead node's; API.md,
+ * Clusters), counted as "failover". The RSS bound is checked on node 0.
+ *
  * Usage: chaos --daemon PATH [--preload PATH] [--seconds S] [--kills K]
  *              [--clean N] [--faulty M] [--seed X] [--idle-ms MS] [--min-faults N]
- *              [--workdir DIR] [--verbose]
+ *              [--workdir DIR] [--cluster N --pg-dsn DSN] [--verbose]
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -80,12 +90,12 @@
 /* ---- configuration ------------------------------------------------------ */
 
 static struct {
-    const char *daemon, *preload, *workdir;
+    const char *daemon, *preload, *workdir, *pg_dsn;
     double seconds;
-    int kills, clean, faulty, verbose;
+    int kills, clean, faulty, verbose, cluster;
     unsigned seed;
-    uint64_t rendezvous_ms, idle_ms, min_faults;
-} O = {NULL, NULL, NULL, 150, 5, 8, 12, 0, 0, 3000, 150, 0};
+    uint64_t rendezvous_ms, idle_ms, min_faults, lease_ttl_ms;
+} O = {NULL, NULL, NULL, NULL, 150, 5, 8, 12, 0, 0, 0, 3000, 150, 0, 1000};
 
 /* ---- counters ------------------------------------------------------------ */
 
@@ -124,6 +134,7 @@ static struct {
     uint64_t dkg_ok, sign_ok, sign_verified, ops_failed_faulty, ops_cut;
     uint64_t flood_429, nonces, scans, scanned_windows, violations;
     uint64_t store_fail_seen, evicted_sessions, evicted_clean, storms, quarantined_seen;
+    uint64_t failover_ops;
     uint64_t metrics[16];
 } C;
 
@@ -278,13 +289,21 @@ static int bip340_verify(const uint8_t sig[64], const uint8_t msg[32], const uin
 
 /* ---- the daemon ---------------------------------------------------------- */
 
+/* One daemon (a node of the cluster, or the only one). */
+#define MAX_NODES 5
 static struct {
     pid_t pid;
     uint16_t port;
-    char url[64], data[512], log[512];
+    char data[512], log[512];
+} ND[MAX_NODES];
+static int NNODES = 1;
+static int CUR; /* the node raw_http talks to */
+
+static struct {
+    char url[64 * MAX_NODES], workdir[400];
     uint8_t hostpk[33];
     int gen;
-    double gen_start;
+    double gen_start, kill_at;
     /* RSS (KiB) samples of the current lifetime: early and late peaks. */
     long rss_early, rss_late, rss_first;
 } D;
@@ -296,7 +315,7 @@ static int raw_http(const char *method, const char *path, const char *auth, cons
     if (fd < 0) return -1;
     struct timeval tv = {timeout_s, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(D.port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(ND[CUR].port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
         close(fd);
@@ -346,10 +365,14 @@ static uint16_t free_port(void)
     return ntohs(a.sin_port);
 }
 
-static void daemon_start(void)
+static void daemon_start(int node)
 {
-    char port[16], rdv[32], idle[32];
-    snprintf(port, sizeof port, "127.0.0.1:%u", D.port);
+    char port[16], rdv[32], idle[32], id[16], ttl[24], mk[600];
+    CUR = node;
+    snprintf(port, sizeof port, "127.0.0.1:%u", ND[node].port);
+    snprintf(id, sizeof id, "node%d", node);
+    snprintf(ttl, sizeof ttl, "%" PRIu64, O.lease_ttl_ms);
+    snprintf(mk, sizeof mk, "%s/master.key", D.workdir);
     snprintf(rdv, sizeof rdv, "%" PRIu64, O.rendezvous_ms);
     snprintf(idle, sizeof idle, "%" PRIu64, O.idle_ms);
     pid_t pid = fork();
@@ -358,7 +381,7 @@ static void daemon_start(void)
         exit(2);
     }
     if (pid == 0) {
-        int fd = open(D.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int fd = open(ND[node].log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
@@ -373,26 +396,37 @@ static void daemon_start(void)
                      a ? a : "", a ? ":" : "");
             setenv("ASAN_OPTIONS", buf, 1);
         }
-        execl(O.daemon, O.daemon, "--listen", port, "--data-dir", D.data, "--fault-injection",
-              "true", "--idle-threshold-ms", idle, "--evict-quantum-ms", "20", "--tick-interval-ms",
-              "250", "--rendezvous-deadline-ms", rdv, "--cpu-budget-ms", "150", "--mailbox-size",
-              "16", "--restart-max", "4", "--restart-window-ms", "1000", "--quarantine-base-ms",
-              "100", "--workers", "2", "--http-threads", "4", "--drain-timeout-ms", "2000",
-              (char *)NULL);
+        if (O.cluster)
+            execl(O.daemon, O.daemon, "--listen", port, "--data-dir", ND[node].data,
+                  "--fault-injection", "true", "--idle-threshold-ms", idle, "--evict-quantum-ms",
+                  "20", "--tick-interval-ms", "250", "--rendezvous-deadline-ms", rdv,
+                  "--cpu-budget-ms", "150", "--mailbox-size", "16", "--restart-max", "4",
+                  "--restart-window-ms", "1000", "--quarantine-base-ms", "100", "--workers", "2",
+                  "--http-threads", "4", "--drain-timeout-ms", "2000", "--store-backend",
+                  "postgres", "--pg-dsn", O.pg_dsn, "--node-id", id, "--lease-ttl-ms", ttl,
+                  "--master-key", mk, (char *)NULL);
+        else
+            execl(O.daemon, O.daemon, "--listen", port, "--data-dir", ND[node].data,
+                  "--fault-injection", "true", "--idle-threshold-ms", idle, "--evict-quantum-ms",
+                  "20", "--tick-interval-ms", "250", "--rendezvous-deadline-ms", rdv,
+                  "--cpu-budget-ms", "150", "--mailbox-size", "16", "--restart-max", "4",
+                  "--restart-window-ms", "1000", "--quarantine-base-ms", "100", "--workers", "2",
+                  "--http-threads", "4", "--drain-timeout-ms", "2000", (char *)NULL);
         _exit(127);
     }
-    D.pid = pid;
+    ND[node].pid = pid;
     char resp[4096];
     double t0 = now_ms();
     for (;;) {
         if (raw_http("GET", "/readyz", NULL, NULL, resp, sizeof resp, 2) == 200) break;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "chaos: the daemon exited at start (see %s)\n", D.log);
+            fprintf(stderr, "chaos: the daemon exited at start (see %s)\n", ND[node].log);
             exit(2);
         }
         if (now_ms() - t0 > 60000) {
-            fprintf(stderr, "chaos: the daemon did not become ready in 60 s (see %s)\n", D.log);
+            fprintf(stderr, "chaos: the daemon did not become ready in 60 s (see %s)\n",
+                    ND[node].log);
             kill(pid, SIGKILL);
             exit(2);
         }
@@ -420,7 +454,7 @@ static void daemon_start(void)
 static long daemon_rss_kib(void)
 {
     char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)D.pid);
+    snprintf(p, sizeof p, "/proc/%d/status", (int)ND[0].pid);
     FILE *f = fopen(p, "r");
     long kib = 0;
     if (!f) return 0;
@@ -442,11 +476,12 @@ static const char *const metric_names[] = {"cosignerd_actor_evictions_total",
                                            "cosignerd_actor_commit_failures_total"};
 #define N_METRICS (sizeof metric_names / sizeof metric_names[0])
 
-static void scrape_metrics(void)
+static void scrape_metrics(int node)
 {
     static char resp[1 << 18];
+    CUR = node;
     if (raw_http("GET", "/metrics", NULL, NULL, resp, sizeof resp, 5) != 200) {
-        violation("GET /metrics failed");
+        violation("GET /metrics of node %d failed", node);
         return;
     }
     for (size_t i = 0; i < N_METRICS; i++) {
@@ -506,28 +541,38 @@ static void scan_data_dir(void)
 {
     C.scans++;
     store *st = NULL;
-    char err[256];
-    rt_status s = store_open(D.data, NULL, &st, err, sizeof err);
+    char err[256], mk[600];
+    snprintf(mk, sizeof mk, "%s/master.key", D.workdir);
+    /* On a cluster the records are in the database: read them as a node
+     * of its own would (it holds no lease and writes nothing). */
+    store_options so = {.backend = STORE_POSTGRES,
+                        .pg_dsn = O.pg_dsn,
+                        .node_id = "chaos-scan",
+                        .node_url = "http://127.0.0.1:1",
+                        .key_path = mk};
+    rt_status s = store_open(ND[0].data, O.cluster ? &so : NULL, &st, err, sizeof err);
     if (s != RT_OK) {
         violation("store does not open after a crash: %s (%s)", rt_status_name(s), err);
         return;
     }
     store_iterate(st, scan_rec, st);
     store_close(st);
-    DIR *d = opendir(D.data);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.' || !strcmp(e->d_name, "data.mdb")) continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", D.data, e->d_name);
-        FILE *f = fopen(p, "rb");
-        if (!f) continue;
-        static uint8_t buf[1 << 20];
-        size_t n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        scan_buf(buf, n, e->d_name);
+    for (int i = 0; i < NNODES; i++) {
+        DIR *d = opendir(ND[i].data);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (e->d_name[0] == '.' || !strcmp(e->d_name, "data.mdb")) continue;
+            char p[1024];
+            snprintf(p, sizeof p, "%s/%s", ND[i].data, e->d_name);
+            FILE *f = fopen(p, "rb");
+            if (!f) continue;
+            static uint8_t buf[1 << 20];
+            size_t n = fread(buf, 1, sizeof buf, f);
+            fclose(f);
+            scan_buf(buf, n, e->d_name);
+        }
+        if (d) closedir(d);
     }
-    if (d) closedir(d);
 }
 
 /* ---- wallets and operations ---------------------------------------------- */
@@ -551,6 +596,7 @@ typedef struct wallet {
     uint8_t secshare[MAXN][32], pubshare[MAXN][33];
     /* the operation in flight */
     int state, op, round, pending, failed, op_gen, expect_errors, final_op, store_fault;
+    double op_t0;        /* the operation started */
     int store_fail_seen; /* this operation got UNAVAILABLE while its store fault was armed */
     double r1_sent;      /* the last round-1 post was sent */
     double r2_first;     /* the first round-2 answer came back (0: none yet) */
@@ -710,6 +756,7 @@ static void start_dkg(wallet *w)
     w->failed = 0;
     w->final_op = 0;
     w->op_gen = D.gen;
+    w->op_t0 = now_ms();
     cg_dkg_params params = {.n = w->n, .t = w->t};
     json_t *hpk = json_array();
     for (uint32_t i = 0; i < w->n; i++) {
@@ -831,6 +878,7 @@ static void start_sign(wallet *w, int with_fault, int disconnect)
     w->final_op = PHASE == 2;
     w->have_agg = w->have_sig = 0;
     w->op_gen = D.gen;
+    w->op_t0 = now_ms();
     /* Signers: the service and one or all devices. */
     w->count = 0;
     uint32_t one = rnd(w->ndev);
@@ -886,7 +934,7 @@ static void start_sign(wallet *w, int with_fault, int disconnect)
             uint64_t ts = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
             net_auth_header(auth, w->sk[i], "POST", path, ts, (const uint8_t *)body, strlen(body));
             int fd = socket(AF_INET, SOCK_STREAM, 0);
-            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(D.port)};
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(ND[0].port)};
             a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
             if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
                 char head[1024];
@@ -1021,9 +1069,16 @@ static void op_done(wallet *w)
     for (size_t i = 0; i < MAXN; i++)
         cg_frost_secnonce_wipe(&w->sn[i]);
     int cut = w->op_gen != D.gen;
+    /* Cluster: until the dead node's leases expire, its wallets answer
+     * UNAVAILABLE from the other nodes (documented); a restarted node hands
+     * them over at once, so the window is short. */
+    int failover = O.cluster && w->fail_code == 503 && D.kill_at &&
+                   w->op_t0 < D.kill_at + (double)O.lease_ttl_ms + 1500;
     if (w->failed) {
         if (cut)
             C.ops_cut++;
+        else if (failover)
+            C.failover_ops++;
         else if (w->round == 2 && w->r2_aborted &&
                  w->r2_first - w->r1_sent + COARSE_TICK_MS >= (double)O.idle_ms) {
             /* Documented behaviour, for clean wallets too: a DKG or signing
@@ -1156,9 +1211,12 @@ static void storm_step(wallet *w)
 
 static void arm_store_fault(void)
 {
+    if (!O.preload)
+        return; /* nothing in the daemon to arm (e.g. a cluster: the fsync is the
+                   database's) */
     C.faults[F_STORE]++;
     STORE_FAULT_QUIET_UNTIL = now_ms() + 2500;
-    kill(D.pid, SIGUSR2);
+    kill(ND[0].pid, SIGUSR2);
 }
 
 static int clean_dkg_in_flight(void)
@@ -1284,14 +1342,17 @@ static void start_final(void)
 
 static void crash_restart(void)
 {
-    scrape_metrics();
+    int v = O.cluster ? (int)rnd((unsigned)NNODES) : 0;
+    for (int i = 0; i < NNODES; i++)
+        scrape_metrics(i);
     C.faults[F_KILL]++;
-    kill(D.pid, SIGKILL);
-    waitpid(D.pid, NULL, 0);
+    kill(ND[v].pid, SIGKILL);
+    waitpid(ND[v].pid, NULL, 0);
+    D.kill_at = now_ms();
     scan_data_dir();
     D.gen++;
-    daemon_start();
-    logv("generation %d started\n", D.gen);
+    daemon_start(v);
+    logv("generation %d started (node %d killed and restarted)\n", D.gen, v);
 }
 
 static void rss_check(void)
@@ -1341,6 +1402,32 @@ static void tick(void *arg)
 }
 
 /* ---- main ------------------------------------------------------------------ */
+
+/* One host key and one master key for every node: the cluster is one
+ * ChillDKG participant and opens one set of sealed records. */
+static void cluster_keys(void)
+{
+    uint8_t k[32];
+    char p[700];
+    for (int i = 0; i <= NNODES; i++) {
+        if (i < NNODES) {
+            mkdir(ND[i].data, 0700);
+            snprintf(p, sizeof p, "%s/host.key", ND[i].data);
+        } else {
+            snprintf(p, sizeof p, "%s/master.key", D.workdir);
+        }
+        if (i == 0 || i == NNODES) do
+                cx_random(k, 32);
+            while (i == 0 && !cx_pubkey_from_seckey((uint8_t[33]){0}, k));
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || write(fd, k, 32) != 32) {
+            perror(p);
+            exit(2);
+        }
+        close(fd);
+    }
+    cx_wipe(k, sizeof k);
+}
 
 static void usage(void)
 {
@@ -1394,10 +1481,17 @@ int main(int argc, char **argv)
             O.idle_ms = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--workdir"))
             O.workdir = v;
+        else if (!strcmp(a, "--cluster"))
+            O.cluster = atoi(v);
+        else if (!strcmp(a, "--pg-dsn"))
+            O.pg_dsn = v;
         else
             usage();
     }
     if (!O.daemon || O.kills < 1 || O.seconds <= 0) usage();
+    if (O.cluster && !O.pg_dsn) O.pg_dsn = getenv("CG_TEST_PG_DSN"); /* tests/store/with_pg.sh */
+    if (O.cluster && (O.cluster < 2 || O.cluster > MAX_NODES || !O.pg_dsn)) usage();
+    NNODES = O.cluster ? O.cluster : 1;
     if (!O.seed) O.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(O.seed);
     if (!cx_init()) return 2;
@@ -1411,14 +1505,28 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 2;
     }
-    snprintf(D.data, sizeof D.data, "%s/data", tmpl);
-    snprintf(D.log, sizeof D.log, "%s/cosignerd.log", tmpl);
-    D.port = free_port();
-    snprintf(D.url, sizeof D.url, "http://127.0.0.1:%u", D.port);
-    printf("chaos: seed %u, %.0f s, %d kills, %d clean + %d faulty wallets, daemon log %s\n",
-           O.seed, O.seconds, O.kills, O.clean, O.faulty, D.log);
+    snprintf(D.workdir, sizeof D.workdir, "%s", tmpl);
+    size_t ul = 0;
+    for (int i = 0; i < NNODES; i++) {
+        if (NNODES == 1) {
+            snprintf(ND[i].data, sizeof ND[i].data, "%s/data", tmpl);
+            snprintf(ND[i].log, sizeof ND[i].log, "%s/cosignerd.log", tmpl);
+        } else {
+            snprintf(ND[i].data, sizeof ND[i].data, "%s/data%d", tmpl, i);
+            snprintf(ND[i].log, sizeof ND[i].log, "%s/cosignerd%d.log", tmpl, i);
+        }
+        ND[i].port = free_port();
+        ul += (size_t)snprintf(D.url + ul, sizeof D.url - ul, "%shttp://127.0.0.1:%u", i ? "," : "",
+                               ND[i].port);
+    }
+    if (O.cluster) cluster_keys();
+    printf("chaos: seed %u, %.0f s, %d kills, %d clean + %d faulty wallets, %d node%s, daemon log "
+           "%s\n",
+           O.seed, O.seconds, O.kills, O.clean, O.faulty, NNODES, NNODES > 1 ? "s" : "", ND[0].log);
     fflush(stdout);
-    daemon_start();
+    for (int i = 0; i < NNODES; i++)
+        daemon_start(i);
+    CUR = 0;
     HC = http_new(D.url, 256);
     for (int i = 0; i < O.clean + O.faulty; i++) {
         wallet *w = wallet_new(i < O.clean);
@@ -1436,12 +1544,15 @@ int main(int argc, char **argv)
         }
     }
     /* Graceful stop, then the last scan. */
-    scrape_metrics();
-    kill(D.pid, SIGTERM);
-    int st = 0;
-    waitpid(D.pid, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        violation("the daemon did not stop cleanly on SIGTERM (status 0x%x, see %s)", st, D.log);
+    for (int i = 0; i < NNODES; i++) {
+        scrape_metrics(i);
+        kill(ND[i].pid, SIGTERM);
+        int st = 0;
+        waitpid(ND[i].pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            violation("the daemon did not stop cleanly on SIGTERM (status 0x%x, see %s)", st,
+                      ND[i].log);
+    }
     scan_data_dir();
     http_free(HC);
 
@@ -1499,8 +1610,21 @@ int main(int argc, char **argv)
            "), sessions lost to idle eviction between rounds %" PRIu64 " (%" PRIu64
            " of clean wallets; round gap >= idle threshold %" PRIu64 " ms)\n",
            C.storms, C.quarantined_seen, C.evicted_sessions, C.evicted_clean, O.idle_ms);
+    if (O.cluster)
+        printf("cluster of %d nodes: operations failed in a failover window (UNAVAILABLE) %" PRIu64
+               "\n",
+               NNODES, C.failover_ops);
     printf("invariant violations %" PRIu64 "\n", C.violations);
-    if (!C.violations) rm_rf(D.data), rm_rf(tmpl);
+    if (!C.violations) {
+        for (int i = 0; i < NNODES; i++)
+            rm_rf(ND[i].data);
+        char mk[600];
+        snprintf(mk, sizeof mk, "%s/master.key", tmpl);
+        unlink(mk);
+        for (int i = 0; i < NNODES; i++)
+            unlink(ND[i].log);
+        rm_rf(tmpl);
+    }
     for (size_t i = 0; i < NW; i++) {
         cx_wipe(W[i], sizeof *W[i]);
         free(W[i]);
