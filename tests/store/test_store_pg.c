@@ -25,7 +25,10 @@
 
 #define TTL 600
 
-static _Atomic int lost_a, lost_b;
+static _Atomic int lost_a;
+#if CG_FAULT_INJECTION
+static _Atomic int lost_b;
+#endif
 
 static void on_lost(void *ud, const rt_key *w)
 {
@@ -65,6 +68,7 @@ static rt_status put(store *s, unsigned i, uint64_t v)
     return store_put_sync(s, &k, buf, n, v);
 }
 
+#if CG_FAULT_INJECTION
 static long sql_long(const char *dir, const char *q)
 {
     PGconn *c = PQconnectdb(test_pg_db(dir));
@@ -88,6 +92,8 @@ static void *bg_put_main(void *a)
     b->st = put(b->s, b->i, b->v);
     return NULL;
 }
+
+#endif
 
 static void test_takeover_and_fencing(void **state)
 {
