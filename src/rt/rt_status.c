@@ -23,7 +23,6 @@ static const char *const names[RT_STATUS_COUNT_] = {
 
 const char *rt_status_name(int st)
 {
-    if (st < 0 || st >= RT_STATUS_COUNT_)
-        return "UNKNOWN";
+    if (st < 0 || st >= RT_STATUS_COUNT_) return "UNKNOWN";
     return names[st];
 }
