@@ -140,6 +140,11 @@ check_commit_log() {
 pg_start
 case "$SECTION" in
 routing)
+    # --check-config names the backend and never prints the DSN's password.
+    out=$("$D" --check-config --store-backend postgres --pg-dsn "host=db password=hunter2 user=c")
+    grep -q '^store_backend = postgres$' <<<"$out" || fail "check-config: backend not shown"
+    grep -q '^pg_dsn = host=db password=\*\*\* user=c$' <<<"$out" || fail "check-config: dsn not masked"
+    ! grep -q hunter2 <<<"$out" || fail "check-config printed the database password"
     node 1
     node 2
     node 3

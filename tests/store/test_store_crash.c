@@ -27,6 +27,9 @@
 #include "cg_config.h"
 #include "store_test_util.h"
 
+/* Every open in this file goes to the backend under test (store_test_util.h). */
+#define store_open(d, o, s, e, n) store_open((d), test_opts((d), (o), &(store_options){0}), s, e, n)
+
 enum { THREADS = 8, PER_THREAD = 4, WALLETS = THREADS * PER_THREAD, REPS = 60 };
 
 typedef struct ack {
@@ -235,5 +238,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_recovery),
     };
-    return cmocka_run_group_tests_name("store_crash", tests, NULL, NULL);
+    return cmocka_run_group_tests_name(test_on_pg() ? "store_pg_crash" : "store_crash", tests, NULL,
+                                       NULL);
 }

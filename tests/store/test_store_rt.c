@@ -18,6 +18,9 @@
 #include "cg_config.h"
 #include "store_test_util.h"
 
+/* Every open in this file goes to the backend under test (store_test_util.h). */
+#define store_open(d, o, s, e, n) store_open((d), test_opts((d), (o), &(store_options){0}), s, e, n)
+
 /* ------------------------------------------------- a native behaviour -- */
 
 /* Durable state: a counter and a payload derived from (key, counter), so a
@@ -310,5 +313,6 @@ int main(void)
         cmocka_unit_test(test_commit_failure_rolls_back),
         cmocka_unit_test(test_tampered_record_is_data_loss),
     };
-    return cmocka_run_group_tests_name("store_rt", tests, NULL, NULL);
+    return cmocka_run_group_tests_name(test_on_pg() ? "store_pg_rt" : "store_rt", tests, NULL,
+                                       NULL);
 }
