@@ -168,9 +168,28 @@ routing)
     for n in 1 2 3; do held=$((held + $(metric $n cosignerd_cluster_leases_held))); done
     [ "$held" -ge 4 ] || fail "leases held: $held"
     [ "$(sql "SELECT count(*) FROM cg_lease WHERE expires > now()")" -ge 4 ] || fail "lease rows"
+    # Hop limit: a lease row naming a live owner whose URL leads back to
+    # node 1 itself (a stale or forged row) must not make node 1 forward in
+    # a loop: the forwarded request is answered UNAVAILABLE, not sent on.
+    "$CLI" --url "$(url 1)" --json dkg --t 2 --devices 1 --out "$T/hop.json" | grep -q '"ok":true' || fail "dkg hop"
+    WH=$(wallet_id "$T/hop.json")
+    HO=$(owner_of "$WH")
+    for n in 1 2 3; do [ "node$n" = "$HO" ] && stop_node "$n"; done
+    sql "UPDATE cg_lease SET owner = 'ghost', url = '$(url 1)', expires = now() + interval '1 hour' WHERE wallet = '\\x$WH'::bytea" >/dev/null
+    [ -n "${PIDS[1]:-}" ] || node 1
+    f0=$(metric 1 cosignerd_cluster_forwarded_total)
+    h0=$(metric 1 cosignerd_cluster_hop_refusals_total)
+    out=$(timeout 30 "$CLI" --url "$(url 1)" --json sign --wallet "$T/hop.json" --msg 01 2>&1) && fail "signed through a forwarding loop"
+    grep -q 'UNAVAILABLE' <<<"$out" || fail "hop limit answer: $out"
+    [ "$(metric 1 cosignerd_cluster_hop_refusals_total)" -gt "$h0" ] || fail "hop refusal not counted"
+    [ "$(($(metric 1 cosignerd_cluster_forwarded_total) - f0))" -le 2 ] || fail "forwarded more than once per request"
+    sql "UPDATE cg_lease SET expires = now() - interval '1 second' WHERE wallet = '\\x$WH'::bytea" >/dev/null
+    for n in 1 2 3; do [ -n "${PIDS[$n]:-}" ] || node "$n"; done
+    sign_until "$T/hop.json" 02 "$ALL" 30 || fail "wallet not served after its forged lease expired"
     # Graceful shutdown hands the leases back at once: the next request
     # for those wallets is served by another node without waiting a ttl.
     W1=$(wallet_id "$T/w1.json")
+    sign_until "$T/w1.json" 76 "$ALL" 30 || fail "sign before hand-over" # someone holds it now
     O=$(owner_of "$W1")
     ON=${O#node}
     [ -n "$ON" ] || fail "no owner for $W1"
