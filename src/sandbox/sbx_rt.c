@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sbx_internal.h"
 
@@ -332,6 +333,108 @@ void sbx_rt_pool_stats(uint64_t *slots_total, uint64_t *slots_free, uint64_t *re
     *reserved_bytes = r;
 }
 
+/* ------------------------------------------ slots kept by instance pool -- */
+
+/* A recycled slot offered to the next wasm_rt_allocate_memory on this
+ * thread (sbx_open of a pooled instance). Thread-local because instantiation
+ * runs inside the trap boundary, where no argument reaches the allocator. */
+static SBX_TLS uint8_t *tls_offer;
+static SBX_TLS pool *tls_offer_pool;
+
+void sbx_rt_offer_slot(uint8_t *data, void *slot_pool)
+{
+    tls_offer = data;
+    tls_offer_pool = slot_pool;
+}
+
+void sbx_rt_take_offer(uint8_t **data, void **slot_pool)
+{
+    *data = tls_offer;
+    *slot_pool = tls_offer_pool;
+    tls_offer = NULL;
+    tls_offer_pool = NULL;
+}
+
+void sbx_rt_slot_release(uint8_t *data, void *slot_pool, size_t used)
+{
+    pool *p = slot_pool;
+    if (!data || !p) return;
+    pool_put(p, data, used < p->slot_bytes ? used : p->slot_bytes);
+}
+
+static size_t os_page(void)
+{
+    static size_t pg;
+    size_t v = __atomic_load_n(&pg, __ATOMIC_RELAXED);
+    if (!v) {
+        long l = sysconf(_SC_PAGESIZE);
+        v = l > 0 ? (size_t)l : 4096;
+        __atomic_store_n(&pg, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static int page_is_zero(const uint8_t *p, size_t n)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < n / 8; i++)
+        acc |= w[i];
+    return acc == 0;
+}
+
+/* Pages per mincore() call: a bounded stack vector for any cap. */
+#define WIPE_WINDOW 1024u
+
+/*
+ * Resident pages are zeroed in place (kept warm: that is the point of the
+ * pool); every other page is dropped with MADV_DONTNEED. The second part is
+ * not redundant: mincore() reports a swapped-out page as not resident, and
+ * such a page still holds the previous tenant's bytes until dropped. A page
+ * the guest only read maps the kernel's zero page; the zero check skips it
+ * so the wipe never turns it into a private copy (RSS).
+ */
+size_t sbx_rt_slot_wipe(uint8_t *s, size_t used, size_t keep_resident)
+{
+    size_t pg = os_page();
+    size_t npages = (used + pg - 1) / pg;
+    unsigned char vec[WIPE_WINDOW];
+    size_t resident = 0;
+    for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
+        size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
+        if (mincore(s + w * pg, n * pg, vec) != 0) goto drop_all;
+        for (size_t i = 0; i < n; i++)
+            resident += vec[i] & 1;
+    }
+    if (resident * pg > keep_resident) goto drop_all;
+    for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
+        size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
+        if (mincore(s + w * pg, n * pg, vec) != 0) goto drop_all;
+        size_t run = 0; /* first page of the current non-resident run, or n */
+        int in_run = 0;
+        for (size_t i = 0; i <= n; i++) {
+            int res = i < n && (vec[i] & 1);
+            if (i < n && !res) {
+                if (!in_run) run = i, in_run = 1;
+                continue;
+            }
+            if (in_run) {
+                if (madvise(s + (w + run) * pg, (i - run) * pg, MADV_DONTNEED) != 0) goto drop_all;
+                in_run = 0;
+            }
+            if (res) {
+                uint8_t *p = s + (w + i) * pg;
+                if (!page_is_zero(p, pg)) memset(p, 0, pg);
+            }
+        }
+    }
+    return resident * pg;
+drop_all:
+    /* Too much to keep warm, or the kernel would not tell: the cold wipe. */
+    if (madvise(s, npages * pg, MADV_DONTNEED) != 0) memset(s, 0, used);
+    return 0;
+}
+
 void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial_pages, uint32_t max_pages)
 {
     memset(m, 0, sizeof *m);
@@ -342,7 +445,15 @@ void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial_pages, uint32
     m->cap_pages = cap;
     if (cap == 0) return;
     pool *p = pool_for((size_t)cap * PAGE_BYTES);
-    uint8_t *s = p ? pool_get(p) : NULL;
+    uint8_t *s = NULL;
+    if (p && tls_offer && tls_offer_pool == p) {
+        /* A pooled slot, already wiped; resident pages stay warm. */
+        s = tls_offer;
+        tls_offer = NULL;
+        tls_offer_pool = NULL;
+    } else if (p) {
+        s = pool_get(p);
+    }
     if (!s) sbx_raise(SBX_FAULT_MEMORY);
     m->data = s;
     m->pool = p;
