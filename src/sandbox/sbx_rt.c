@@ -409,7 +409,8 @@ size_t sbx_rt_slot_wipe(uint8_t *s, size_t used, size_t keep_resident)
     if (resident * pg > keep_resident) goto drop_all;
     for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
         size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
-        if (mincore(s + w * pg, n * pg, vec) != 0) goto drop_all;
+        /* One window (every default-cap memory): vec is still this one's. */
+        if (npages > WIPE_WINDOW && mincore(s + w * pg, n * pg, vec) != 0) goto drop_all;
         size_t run = 0; /* first page of the current non-resident run, or n */
         int in_run = 0;
         for (size_t i = 0; i <= n; i++) {
