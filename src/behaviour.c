@@ -30,6 +30,7 @@ rt_status behaviour_open(const behaviour_opts *o, const rt_behaviour **out)
     scfg.hostkey = hostkey;
     scfg.guest_config = guest_conf;
     scfg.guest_config_len = sizeof guest_conf;
+    scfg.pool_slots = o->sandbox_pool > UINT32_MAX ? UINT32_MAX : (uint32_t)o->sandbox_pool;
     sbx_behaviour_init(&beh, &scfg);
     *out = &beh;
     return RT_OK;
@@ -37,6 +38,7 @@ rt_status behaviour_open(const behaviour_opts *o, const rt_behaviour **out)
 
 void behaviour_close(void)
 {
+    sbx_pool_drain();
     cx_wipe(hostkey, sizeof hostkey);
 }
 
