@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -383,14 +384,49 @@ static int page_is_zero(const uint8_t *p, size_t n)
     return acc == 0;
 }
 
-/* Pages per mincore() call: a bounded stack vector for any cap. */
-#define WIPE_WINDOW 1024u
+/* Pages looked at per kernel query: bounded stack vectors for any cap. */
+#define WIPE_WINDOW 512u
+
+enum { PG_EMPTY, PG_PRESENT, PG_DROP };
+
+/* /proc/self/pagemap, opened once: one pread tells, per page, present,
+ * swapped out, or never touched. -1 when unavailable (no /proc). */
+static int pagemap_fd = -1;
+static pthread_once_t pagemap_once = PTHREAD_ONCE_INIT;
+
+static void pagemap_open(void)
+{
+    pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
+/* st[i] for the n pages at p: PG_EMPTY reads back as zero with nothing to
+ * do, PG_PRESENT is mapped (zero it in place), PG_DROP may hold bytes we
+ * cannot reach cheaply (swapped out) and must be dropped. Without pagemap,
+ * mincore() cannot tell swapped from untouched, so every non-resident page
+ * is PG_DROP. -1 when the kernel will not say. */
+static int page_states(uint8_t *p, size_t n, size_t pg, uint8_t *st)
+{
+    pthread_once(&pagemap_once, pagemap_open);
+    if (pagemap_fd >= 0) {
+        uint64_t ent[WIPE_WINDOW];
+        off_t off = (off_t)((uintptr_t)p / pg * sizeof ent[0]);
+        if (pread(pagemap_fd, ent, n * sizeof ent[0], off) == (ssize_t)(n * sizeof ent[0])) {
+            for (size_t i = 0; i < n; i++)
+                st[i] = ent[i] >> 63 ? PG_PRESENT : (ent[i] >> 62) & 1 ? PG_DROP : PG_EMPTY;
+            return 0;
+        }
+    }
+    unsigned char vec[WIPE_WINDOW];
+    if (mincore(p, n * pg, vec) != 0) return -1;
+    for (size_t i = 0; i < n; i++)
+        st[i] = vec[i] & 1 ? PG_PRESENT : PG_DROP;
+    return 0;
+}
 
 /*
- * Resident pages are zeroed in place (kept warm: that is the point of the
- * pool); every other page is dropped with MADV_DONTNEED. The second part is
- * not redundant: mincore() reports a swapped-out page as not resident, and
- * such a page still holds the previous tenant's bytes until dropped. A page
+ * Mapped pages are zeroed in place (kept warm: that is the point of the
+ * pool); pages swapped out still hold the previous tenant's bytes and are
+ * dropped with MADV_DONTNEED; untouched pages already read as zero. A page
  * the guest only read maps the kernel's zero page; the zero check skips it
  * so the wipe never turns it into a private copy (RSS).
  */
@@ -398,24 +434,27 @@ size_t sbx_rt_slot_wipe(uint8_t *s, size_t used, size_t keep_resident)
 {
     size_t pg = os_page();
     size_t npages = (used + pg - 1) / pg;
-    unsigned char vec[WIPE_WINDOW];
+    uint8_t st[WIPE_WINDOW];
     size_t resident = 0;
-    for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
-        size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
-        if (mincore(s + w * pg, n * pg, vec) != 0) goto drop_all;
-        for (size_t i = 0; i < n; i++)
-            resident += vec[i] & 1;
+    if (npages > WIPE_WINDOW) {
+        /* Large memories: count first, so an over-full slot is dropped
+         * whole instead of zeroed page by page. */
+        for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
+            size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
+            if (page_states(s + w * pg, n, pg, st) != 0) goto drop_all;
+            for (size_t i = 0; i < n; i++)
+                resident += st[i] == PG_PRESENT;
+        }
+        if (resident * pg > keep_resident) goto drop_all;
     }
-    if (resident * pg > keep_resident) goto drop_all;
+    resident = 0;
     for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
         size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
-        /* One window (every default-cap memory): vec is still this one's. */
-        if (npages > WIPE_WINDOW && mincore(s + w * pg, n * pg, vec) != 0) goto drop_all;
-        size_t run = 0; /* first page of the current non-resident run, or n */
+        if (page_states(s + w * pg, n, pg, st) != 0) goto drop_all;
+        size_t run = 0;
         int in_run = 0;
         for (size_t i = 0; i <= n; i++) {
-            int res = i < n && (vec[i] & 1);
-            if (i < n && !res) {
+            if (i < n && st[i] == PG_DROP) {
                 if (!in_run) run = i, in_run = 1;
                 continue;
             }
@@ -423,12 +462,14 @@ size_t sbx_rt_slot_wipe(uint8_t *s, size_t used, size_t keep_resident)
                 if (madvise(s + (w + run) * pg, (i - run) * pg, MADV_DONTNEED) != 0) goto drop_all;
                 in_run = 0;
             }
-            if (res) {
+            if (i < n && st[i] == PG_PRESENT) {
                 uint8_t *p = s + (w + i) * pg;
                 if (!page_is_zero(p, pg)) memset(p, 0, pg);
+                resident++;
             }
         }
     }
+    if (resident * pg > keep_resident) goto drop_all;
     return resident * pg;
 drop_all:
     /* Too much to keep warm, or the kernel would not tell: the cold wipe. */
