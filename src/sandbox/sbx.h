@@ -62,7 +62,7 @@ typedef struct sbx_module {
 
 /*
  * Borrowed by every instance built from it: must outlive them.
- * mem_cap is reserved (not committed) per live instance, in 1 GiB chunks of
+ * mem_cap is reserved (not committed) per live or pooled instance, in 1 GiB chunks of
  * address space that are reused but never unmapped: 100k actors at 4 MiB
  * reserve ~400 GiB of virtual space (fine on 64-bit without `ulimit -v`,
  * vm.overcommit_memory 0 or 1). At most 8 distinct caps per process.
