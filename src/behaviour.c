@@ -63,6 +63,13 @@ void behaviour_metrics(FILE *f)
             "memories.\n# TYPE cosignerd_sandbox_memory_reserved_bytes gauge\n"
             "cosignerd_sandbox_memory_reserved_bytes %llu\n",
             (unsigned long long)s.live, (unsigned long long)s.mem_reserved_bytes);
+    fprintf(f,
+            "# HELP cosignerd_sandbox_pool_instances Closed guest instances kept warm.\n"
+            "# TYPE cosignerd_sandbox_pool_instances gauge\ncosignerd_sandbox_pool_instances %llu\n"
+            "# HELP cosignerd_sandbox_pool_reused_total Activations served from the pool.\n"
+            "# TYPE cosignerd_sandbox_pool_reused_total counter\n"
+            "cosignerd_sandbox_pool_reused_total %llu\n",
+            (unsigned long long)s.pool_free, (unsigned long long)s.pool_reused);
 }
 
 #else /* native cosigner */
