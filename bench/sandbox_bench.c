@@ -1,7 +1,9 @@
 /*
  * sandbox_bench — costs of the guest sandbox, one JSON line per figure:
  *   guest_call       a trivial export through the trap boundary
- *   activation       instantiate + restore of a small record (and teardown)
+ *   activation       instantiate + restore of a small record (and teardown),
+ *                    cold (no instance pool); activation_pooled: the same
+ *                    with every closed instance pooled (the warm path)
  *   idle_memory      RSS per resident idle instance, over 100k instances
  *   budget_overhead  CPU-budget instrumentation on a loop-heavy guest function
  */
@@ -145,26 +147,56 @@ static void budget_overhead(const sbx_config *fuel, const sbx_config *nofuel)
            cp);
 }
 
+/* The daemon's default sandbox_pool: the idle figures run with it, the pool
+ * warmed first, so they include what the pool pins. */
+#define DAEMON_POOL 64
+
+/* The before/after pair: the same workload with the pool off, then with a
+ * pool that can hold every instance of a batch. Drained after, so the next
+ * figure starts from a cold process again. */
+static void activation_pair(const sbx_config *c, const void *rec, size_t rec_len, const char *label)
+{
+    char pooled[64];
+    sbx_config cold = *c, warm = *c;
+    cold.pool_slots = 0;
+    warm.pool_slots = 10000;
+    activation(&cold, rec, rec_len, label);
+    snprintf(pooled, sizeof pooled, "%s_pooled", label);
+    activation(&warm, rec, rec_len, pooled);
+    sbx_pool_drain();
+}
+
+static void warm_pool(const sbx_config *c, const void *rec, size_t rec_len)
+{
+    static sbx_instance *ins[DAEMON_POOL];
+    for (int i = 0; i < DAEMON_POOL; i++)
+        ins[i] = open_or_die(c, rec, rec_len);
+    for (int i = 0; i < DAEMON_POOL; i++)
+        sbx_close(ins[i]);
+}
+
 int main(void)
 {
-    sbx_config c = {.module = &sbx_module_testguest};
+    sbx_config c = {.module = &sbx_module_testguest, .pool_slots = DAEMON_POOL};
     sbx_config nf = {.module = &sbx_module_testguest_nofuel};
     uint64_t counter = 42;
     guest_call(&c);
-    activation(&c, &counter, sizeof counter, "");
+    activation_pair(&c, &counter, sizeof counter, "");
     /* Resident actors have served a request: one each. */
+    warm_pool(&c, &counter, sizeof counter);
     idle_memory(&c, &counter, sizeof counter, "c", 1, "");
     budget_overhead(&c, &nf);
 #if SBX_BENCH_COSIGNER
     /* The real module: its record after a fresh start, one (refused) command. */
     static uint8_t hostkey[32] = {1};
-    sbx_config cs = {.module = &sbx_module_cosigner, .hostkey = hostkey};
+    sbx_config cs = {.module = &sbx_module_cosigner, .hostkey = hostkey, .pool_slots = DAEMON_POOL};
     sbx_instance *in = open_or_die(&cs, NULL, 0);
     uint8_t *rec;
     size_t rec_len;
     if (sbx_snapshot(in, &rec, &rec_len) != RT_OK) exit(1);
     sbx_close(in);
-    activation(&cs, rec, rec_len, "_cosigner");
+    activation_pair(&cs, rec, rec_len, "_cosigner");
+    warm_pool(&cs, rec, rec_len);
     idle_memory(&cs, rec, rec_len, "\x01", 1, "_cosigner");
     free(rec);
 #endif

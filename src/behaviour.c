@@ -30,6 +30,7 @@ rt_status behaviour_open(const behaviour_opts *o, const rt_behaviour **out)
     scfg.hostkey = hostkey;
     scfg.guest_config = guest_conf;
     scfg.guest_config_len = sizeof guest_conf;
+    scfg.pool_slots = o->sandbox_pool > UINT32_MAX ? UINT32_MAX : (uint32_t)o->sandbox_pool;
     sbx_behaviour_init(&beh, &scfg);
     *out = &beh;
     return RT_OK;
@@ -37,6 +38,7 @@ rt_status behaviour_open(const behaviour_opts *o, const rt_behaviour **out)
 
 void behaviour_close(void)
 {
+    sbx_pool_drain();
     cx_wipe(hostkey, sizeof hostkey);
 }
 
@@ -61,6 +63,13 @@ void behaviour_metrics(FILE *f)
             "memories.\n# TYPE cosignerd_sandbox_memory_reserved_bytes gauge\n"
             "cosignerd_sandbox_memory_reserved_bytes %llu\n",
             (unsigned long long)s.live, (unsigned long long)s.mem_reserved_bytes);
+    fprintf(f,
+            "# HELP cosignerd_sandbox_pool_instances Closed guest instances kept warm.\n"
+            "# TYPE cosignerd_sandbox_pool_instances gauge\ncosignerd_sandbox_pool_instances %llu\n"
+            "# HELP cosignerd_sandbox_pool_reused_total Activations served from the pool.\n"
+            "# TYPE cosignerd_sandbox_pool_reused_total counter\n"
+            "cosignerd_sandbox_pool_reused_total %llu\n",
+            (unsigned long long)s.pool_free, (unsigned long long)s.pool_reused);
 }
 
 #else /* native cosigner */

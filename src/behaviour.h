@@ -19,6 +19,7 @@ typedef struct behaviour_opts {
     uint64_t rendezvous_ms;
     uint64_t cpu_budget_ms;
     int fault_injection;
+    uint64_t sandbox_pool; /* closed instances kept for reuse (sbx_config.pool_slots) */
 } behaviour_opts;
 
 /* Ownership: *out stays valid until behaviour_close(). */

@@ -118,6 +118,7 @@ typedef struct config {
     char node_id[128];
     char node_url[256];
     uint64_t lease_ttl_ms;
+    uint64_t sandbox_pool;
     uint64_t workers, mailbox_size, idle_threshold_ms, evict_quantum_ms, tick_interval_ms,
         max_resident, rendezvous_deadline_ms, cpu_budget_ms, restart_max, restart_window_ms,
         quarantine_base_ms, http_threads, body_max, header_max, url_max, conn_timeout_s,
@@ -164,6 +165,7 @@ static const opt opts[] = {
     {"rendezvous_deadline_ms", T_U64, S(rendezvous_deadline_ms), "60000",
      "how long a round waits for the other devices"},
     {"cpu_budget_ms", T_U64, S(cpu_budget_ms), "100", "guest CPU budget per message"},
+    {"sandbox_pool", T_U64, S(sandbox_pool), "64", "closed guest instances kept warm (0 = none)"},
     {"restart_max", T_U64, S(restart_max), "5", "actor restarts allowed per window ..."},
     {"restart_window_ms", T_U64, S(restart_window_ms), "10000", "... before quarantine"},
     {"quarantine_base_ms", T_U64, S(quarantine_base_ms), "1000",
@@ -832,6 +834,7 @@ int main(int argc, char **argv)
         .rendezvous_ms = c.rendezvous_deadline_ms,
         .cpu_budget_ms = c.cpu_budget_ms,
         .fault_injection = (int)c.fault_injection,
+        .sandbox_pool = c.sandbox_pool,
     };
     const rt_behaviour *beh = NULL;
     s = behaviour_open(&bo, &beh);

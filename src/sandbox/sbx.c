@@ -1,6 +1,8 @@
 /*
  * sbx.c — guest instances: lifecycle, the trap boundary, the "rt" imports.
  */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,10 @@ struct sbx_instance {
     uint8_t *snap;
     size_t snap_len;
     int snap_set, snap_oom;
+    uint32_t pool_max;         /* cfg->pool_slots at open: the bound on close */
+    struct sbx_instance *next; /* free list link while pooled */
+    uint8_t *slot;             /* while pooled: the wiped memory slot kept */
+    void *slot_pool;           /* and the slot allocator it belongs to */
 };
 
 /* Keeps the guest struct aligned for any member type. */
@@ -48,6 +54,7 @@ struct sbx_instance {
 /* ---------------------------------------------------------------- stats -- */
 
 static uint64_t st_live, st_opened, st_open_failures;
+static uint64_t st_pool_free, st_pool_peak, st_pool_reused;
 static uint64_t st_faults[SBX_FAULT_COUNT_];
 
 static void count(uint64_t *c, int64_t d)
@@ -63,6 +70,9 @@ void sbx_get_stats(sbx_stats *out)
     out->open_failures = __atomic_load_n(&st_open_failures, __ATOMIC_RELAXED);
     for (int i = 0; i < SBX_FAULT_COUNT_; i++)
         out->faults[i] = __atomic_load_n(&st_faults[i], __ATOMIC_RELAXED);
+    out->pool_free = __atomic_load_n(&st_pool_free, __ATOMIC_RELAXED);
+    out->pool_free_peak = __atomic_load_n(&st_pool_peak, __ATOMIC_RELAXED);
+    out->pool_reused = __atomic_load_n(&st_pool_reused, __ATOMIC_RELAXED);
     sbx_rt_pool_stats(&out->mem_slots, &out->mem_slots_free, &out->mem_reserved_bytes);
 }
 
@@ -194,15 +204,168 @@ static void release(sbx_instance *in)
     free(in);
 }
 
+/* -------------------------------------------------------- instance pool -- */
+
+/*
+ * Why: a cold activation is mostly page faults — every page the guest's
+ * start-up touches (data segments, stack, heap, its tables of constants) is
+ * a fresh zero page from the kernel, and every teardown gives them back. A
+ * closed instance instead keeps its allocation and its memory slot with the
+ * touched pages still mapped, zeroed in place (sbx_rt_slot_wipe), and the
+ * next sbx_open of the same module re-instantiates into them: wasm2c's
+ * instantiate re-initializes globals, tables and data segments itself, so
+ * nothing of the previous tenant survives but zero bytes.
+ *
+ * Bounded per module by the closing config's pool_slots, so idle memory
+ * stays what live instances cost plus at most that many warm slots of at
+ * most POOL_KEEP_RESIDENT bytes each. One mutex: the critical sections are
+ * a push or a pop, far shorter than an activation.
+ */
+#define POOL_KEEP_RESIDENT ((size_t)256 << 10)
+#define POOL_KINDS 8
+
+typedef struct ipool {
+    const sbx_module *mod;
+    sbx_instance *head;
+    uint64_t n;
+} ipool;
+
+static pthread_mutex_t ip_mu = PTHREAD_MUTEX_INITIALIZER;
+static ipool ipools[POOL_KINDS];
+
+static ipool *ipool_of(const sbx_module *m, int create)
+{
+    for (int i = 0; i < POOL_KINDS; i++)
+        if (ipools[i].mod == m) return &ipools[i];
+    if (create)
+        for (int i = 0; i < POOL_KINDS; i++)
+            if (!ipools[i].mod) {
+                ipools[i].mod = m;
+                return &ipools[i];
+            }
+    return NULL;
+}
+
+static sbx_instance *pool_take(const sbx_module *m)
+{
+    sbx_instance *in = NULL;
+    pthread_mutex_lock(&ip_mu);
+    ipool *ip = ipool_of(m, 0);
+    if (ip && ip->head) {
+        in = ip->head;
+        ip->head = in->next;
+        ip->n--;
+        __atomic_store_n(&st_pool_free, st_pool_free - 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&ip_mu);
+    return in;
+}
+
+/* 1 when the pool took it; 0 when full (the caller releases it). */
+static int pool_give(sbx_instance *in, uint32_t bound)
+{
+    int kept = 0;
+    pthread_mutex_lock(&ip_mu);
+    ipool *ip = ipool_of(in->mod, 1);
+    if (ip && ip->n < bound) {
+        in->next = ip->head;
+        ip->head = in;
+        ip->n++;
+        uint64_t f = st_pool_free + 1;
+        __atomic_store_n(&st_pool_free, f, __ATOMIC_RELAXED);
+        if (f > st_pool_peak) __atomic_store_n(&st_pool_peak, f, __ATOMIC_RELAXED);
+        kept = 1;
+    }
+    pthread_mutex_unlock(&ip_mu);
+    return kept;
+}
+
+static int pool_full(const sbx_module *m, uint32_t bound)
+{
+    pthread_mutex_lock(&ip_mu);
+    ipool *ip = ipool_of(m, 0);
+    int full = ip && ip->n >= bound;
+    pthread_mutex_unlock(&ip_mu);
+    return full;
+}
+
+/* Ends an instance: back to the pool wiped, or freed outright (pool off or
+ * full, or no memory to keep). A dead (trapped) instance is recycled like a
+ * live one: the wipe does not depend on what the guest left behind. */
+static void recycle(sbx_instance *in)
+{
+    uint32_t bound = in->pool_max;
+    if (!bound || !in->mem || !in->mem->pool || pool_full(in->mod, bound)) {
+        release(in);
+        return;
+    }
+    const sbx_module *m = in->mod;
+    uint8_t *slot = in->mem->data;
+    void *sp = in->mem->pool;
+    size_t used = in->mem->size;
+    in->mem->pool = NULL; /* the slot stays ours: the module's free must not drop it */
+    m->release(in->g);
+    free(in->snap);
+    sbx_rt_slot_wipe(slot, used, POOL_KEEP_RESIDENT);
+    /* As calloc left it: instantiate expects a zeroed instance struct. */
+    memset(in, 0, HDR_SIZE + m->inst_size);
+    in->mod = m;
+    in->g = (uint8_t *)in + HDR_SIZE;
+    in->slot = slot;
+    in->slot_pool = sp;
+    if (!pool_give(in, bound)) {
+        sbx_rt_slot_release(slot, sp, SIZE_MAX);
+        free(in);
+    }
+}
+
+void sbx_pool_drain(void)
+{
+    sbx_instance *all = NULL;
+    pthread_mutex_lock(&ip_mu);
+    for (int i = 0; i < POOL_KINDS; i++) {
+        sbx_instance *in = ipools[i].head;
+        while (in) {
+            sbx_instance *nx = in->next;
+            in->next = all;
+            all = in;
+            in = nx;
+        }
+        ipools[i].head = NULL;
+        ipools[i].n = 0;
+    }
+    __atomic_store_n(&st_pool_free, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&ip_mu);
+    while (all) {
+        sbx_instance *nx = all->next;
+        sbx_rt_slot_release(all->slot, all->slot_pool, SIZE_MAX);
+        free(all);
+        all = nx;
+    }
+}
+
 rt_status sbx_open(const sbx_config *cfg, const uint8_t *rec, size_t rec_len, sbx_instance **out)
 {
     *out = NULL;
     const sbx_module *m = cfg ? cfg->module : NULL;
     if (!m || !m->cg_buf || !m->cg_handle || (rec_len && !rec)) return RT_INVALID_ARGUMENT;
     m->init_module();
-    sbx_instance *in = calloc(1, HDR_SIZE + m->inst_size);
-    if (!in) return RT_RESOURCE_EXHAUSTED;
+    sbx_instance *in = cfg->pool_slots ? pool_take(m) : NULL;
+    uint8_t *slot = NULL;
+    void *slot_pool = NULL;
+    if (in) {
+        slot = in->slot;
+        slot_pool = in->slot_pool;
+        in->slot = NULL;
+        in->slot_pool = NULL;
+        in->next = NULL;
+        count(&st_pool_reused, 1);
+    } else {
+        in = calloc(1, HDR_SIZE + m->inst_size);
+        if (!in) return RT_RESOURCE_EXHAUSTED;
+    }
     in->mod = m;
+    in->pool_max = cfg->pool_slots;
     in->g = (uint8_t *)in + HDR_SIZE;
     in->budget_ns = (uint64_t)(cfg->budget_ms ? cfg->budget_ms : SBX_DEFAULT_BUDGET_MS) * 1000000u;
     in->stack_bytes = cfg->stack_bytes ? cfg->stack_bytes : SBX_DEFAULT_STACK_BYTES;
@@ -211,7 +374,13 @@ rt_status sbx_open(const sbx_config *cfg, const uint8_t *rec, size_t rec_len, sb
     in->mode = M_INIT;
 
     uint32_t dummy, ptr;
+    if (slot) sbx_rt_offer_slot(slot, slot_pool);
     sbx_fault f = guarded(in, OP_INSTANTIATE, 0, 0, 0, &dummy);
+    if (slot) {
+        /* Not taken (another cap, or a trap before the memory): drop it. */
+        sbx_rt_take_offer(&slot, &slot_pool);
+        sbx_rt_slot_release(slot, slot_pool, SIZE_MAX);
+    }
     if (f) goto fail;
     in->mem = m->memory(in->g);
     if (m->initialize && (f = guarded(in, OP_INITIALIZE, 0, 0, 0, &dummy))) goto fail;
@@ -248,7 +417,7 @@ rt_status sbx_open(const sbx_config *cfg, const uint8_t *rec, size_t rec_len, sb
 fail:
     count(&st_faults[f], 1);
     count(&st_open_failures, 1);
-    release(in);
+    recycle(in);
     return sbx_fault_status(f);
 }
 
@@ -256,7 +425,7 @@ void sbx_close(sbx_instance *in)
 {
     if (!in) return;
     count(&st_live, -1);
-    release(in);
+    recycle(in);
 }
 
 sbx_fault sbx_last_fault(const sbx_instance *in)

@@ -62,7 +62,7 @@ typedef struct sbx_module {
 
 /*
  * Borrowed by every instance built from it: must outlive them.
- * mem_cap is reserved (not committed) per live instance, in 1 GiB chunks of
+ * mem_cap is reserved (not committed) per live or pooled instance, in 1 GiB chunks of
  * address space that are reused but never unmapped: 100k actors at 4 MiB
  * reserve ~400 GiB of virtual space (fine on 64-bit without `ulimit -v`,
  * vm.overcommit_memory 0 or 1). At most 8 distinct caps per process.
@@ -76,6 +76,11 @@ typedef struct sbx_config {
     const uint8_t *hostkey;      /* 32 bytes for cg_set_hostkey, NULL = not called */
     const uint8_t *guest_config; /* bytes for the optional cg_configure export */
     size_t guest_config_len;     /* 0 = cg_configure not called */
+    /* Instance pool: closed instances of this module kept for reuse, at most
+     * this many (per module); 0 = no pooling. A pooled instance keeps its
+     * memory slot with at most 256 KiB of pages resident, zeroed on close;
+     * sbx_open takes one before building a new instance. */
+    uint32_t pool_slots;
 } sbx_config;
 
 /* ------------------------------------------------------------- faults --- */
@@ -146,8 +151,15 @@ rt_status sbx_tick(sbx_instance *in, const sbx_sink *sink, uint64_t now_ms);
 /* cg_snapshot. Ownership: *out is malloc'd (may be NULL when len is 0) and
  * passed to the caller. Same fault rules. */
 rt_status sbx_snapshot(sbx_instance *in, uint8_t **out, size_t *out_len);
-/* Frees the instance; its memory pages go back to the kernel (see wasm-rt.h). */
+/* Ends the instance. Its memory is wiped whatever state the guest left
+ * (trapped or not): with cfg->pool_slots and room in the pool, the instance
+ * is kept with its resident pages zeroed in place for the next sbx_open of
+ * the module; otherwise it is freed and its pages go back to the kernel
+ * (see wasm-rt.h). */
 void sbx_close(sbx_instance *in);
+/* Frees every pooled instance (their pages go back to the kernel). Safe to
+ * call at any time, concurrently with sbx_open/sbx_close. */
+void sbx_pool_drain(void);
 
 /* Convenience for tests and tools: sbx_handle with a sink that captures the
  * reply into *reply (data malloc'd, free with rt_reply_free). A parked reply
@@ -181,6 +193,9 @@ typedef struct sbx_stats {
     uint64_t mem_slots;                /* linear-memory slots ever reserved */
     uint64_t mem_slots_free;           /* of which free now */
     uint64_t mem_reserved_bytes;       /* address space reserved for them */
+    uint64_t pool_free;                /* closed instances pooled now (all modules) */
+    uint64_t pool_free_peak;           /* highest pool_free since start */
+    uint64_t pool_reused;              /* sbx_open served from the pool */
 } sbx_stats;
 
 /* Process-wide counters (thread-safe, relaxed). */

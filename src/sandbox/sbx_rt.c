@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sbx_internal.h"
 
@@ -332,6 +334,149 @@ void sbx_rt_pool_stats(uint64_t *slots_total, uint64_t *slots_free, uint64_t *re
     *reserved_bytes = r;
 }
 
+/* ------------------------------------------ slots kept by instance pool -- */
+
+/* A recycled slot offered to the next wasm_rt_allocate_memory on this
+ * thread (sbx_open of a pooled instance). Thread-local because instantiation
+ * runs inside the trap boundary, where no argument reaches the allocator. */
+static SBX_TLS uint8_t *tls_offer;
+static SBX_TLS pool *tls_offer_pool;
+
+void sbx_rt_offer_slot(uint8_t *data, void *slot_pool)
+{
+    tls_offer = data;
+    tls_offer_pool = slot_pool;
+}
+
+void sbx_rt_take_offer(uint8_t **data, void **slot_pool)
+{
+    *data = tls_offer;
+    *slot_pool = tls_offer_pool;
+    tls_offer = NULL;
+    tls_offer_pool = NULL;
+}
+
+void sbx_rt_slot_release(uint8_t *data, void *slot_pool, size_t used)
+{
+    pool *p = slot_pool;
+    if (!data || !p) return;
+    pool_put(p, data, used < p->slot_bytes ? used : p->slot_bytes);
+}
+
+static size_t os_page(void)
+{
+    static size_t pg;
+    size_t v = __atomic_load_n(&pg, __ATOMIC_RELAXED);
+    if (!v) {
+        long l = sysconf(_SC_PAGESIZE);
+        v = l > 0 ? (size_t)l : 4096;
+        __atomic_store_n(&pg, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static int page_is_zero(const uint8_t *p, size_t n)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < n / 8; i++)
+        acc |= w[i];
+    return acc == 0;
+}
+
+/* Pages looked at per kernel query: bounded stack vectors for any cap. */
+#define WIPE_WINDOW 512u
+
+enum { PG_EMPTY, PG_PRESENT, PG_DROP };
+
+/* /proc/self/pagemap, opened once: one pread tells, per page, present,
+ * swapped out, or never touched. -1 when unavailable (no /proc). */
+static int pagemap_fd = -1;
+static pthread_once_t pagemap_once = PTHREAD_ONCE_INIT;
+
+static void pagemap_open(void)
+{
+    pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
+/* st[i] for the n pages at p: PG_EMPTY reads back as zero with nothing to
+ * do, PG_PRESENT is mapped (zero it in place), PG_DROP may hold bytes we
+ * cannot reach cheaply (swapped out) and must be dropped. Without pagemap,
+ * mincore() cannot tell swapped from untouched, so every non-resident page
+ * is PG_DROP. -1 when the kernel will not say. */
+static int page_states(uint8_t *p, size_t n, size_t pg, uint8_t *st)
+{
+    pthread_once(&pagemap_once, pagemap_open);
+    if (pagemap_fd >= 0) {
+        uint64_t ent[WIPE_WINDOW];
+        off_t off = (off_t)((uintptr_t)p / pg * sizeof ent[0]);
+        if (pread(pagemap_fd, ent, n * sizeof ent[0], off) == (ssize_t)(n * sizeof ent[0])) {
+            for (size_t i = 0; i < n; i++)
+                st[i] = ent[i] >> 63 ? PG_PRESENT : (ent[i] >> 62) & 1 ? PG_DROP : PG_EMPTY;
+            return 0;
+        }
+    }
+    unsigned char vec[WIPE_WINDOW];
+    if (mincore(p, n * pg, vec) != 0) return -1;
+    for (size_t i = 0; i < n; i++)
+        st[i] = vec[i] & 1 ? PG_PRESENT : PG_DROP;
+    return 0;
+}
+
+/*
+ * Mapped pages are zeroed in place (kept warm: that is the point of the
+ * pool); pages swapped out still hold the previous tenant's bytes and are
+ * dropped with MADV_DONTNEED; untouched pages already read as zero. A page
+ * the guest only read maps the kernel's zero page; the zero check skips it
+ * so the wipe never turns it into a private copy (RSS).
+ */
+size_t sbx_rt_slot_wipe(uint8_t *s, size_t used, size_t keep_resident)
+{
+    size_t pg = os_page();
+    size_t npages = (used + pg - 1) / pg;
+    uint8_t st[WIPE_WINDOW];
+    size_t resident = 0;
+    if (npages > WIPE_WINDOW) {
+        /* Large memories: count first, so an over-full slot is dropped
+         * whole instead of zeroed page by page. */
+        for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
+            size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
+            if (page_states(s + w * pg, n, pg, st) != 0) goto drop_all;
+            for (size_t i = 0; i < n; i++)
+                resident += st[i] == PG_PRESENT;
+        }
+        if (resident * pg > keep_resident) goto drop_all;
+    }
+    resident = 0;
+    for (size_t w = 0; w < npages; w += WIPE_WINDOW) {
+        size_t n = npages - w < WIPE_WINDOW ? npages - w : WIPE_WINDOW;
+        if (page_states(s + w * pg, n, pg, st) != 0) goto drop_all;
+        size_t run = 0;
+        int in_run = 0;
+        for (size_t i = 0; i <= n; i++) {
+            if (i < n && st[i] == PG_DROP) {
+                if (!in_run) run = i, in_run = 1;
+                continue;
+            }
+            if (in_run) {
+                if (madvise(s + (w + run) * pg, (i - run) * pg, MADV_DONTNEED) != 0) goto drop_all;
+                in_run = 0;
+            }
+            if (i < n && st[i] == PG_PRESENT) {
+                uint8_t *p = s + (w + i) * pg;
+                if (!page_is_zero(p, pg)) memset(p, 0, pg);
+                resident++;
+            }
+        }
+    }
+    if (resident * pg > keep_resident) goto drop_all;
+    return resident * pg;
+drop_all:
+    /* Too much to keep warm, or the kernel would not tell: the cold wipe. */
+    if (madvise(s, npages * pg, MADV_DONTNEED) != 0) memset(s, 0, used);
+    return 0;
+}
+
 void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial_pages, uint32_t max_pages)
 {
     memset(m, 0, sizeof *m);
@@ -342,7 +487,15 @@ void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial_pages, uint32
     m->cap_pages = cap;
     if (cap == 0) return;
     pool *p = pool_for((size_t)cap * PAGE_BYTES);
-    uint8_t *s = p ? pool_get(p) : NULL;
+    uint8_t *s = NULL;
+    if (p && tls_offer && tls_offer_pool == p) {
+        /* A pooled slot, already wiped; resident pages stay warm. */
+        s = tls_offer;
+        tls_offer = NULL;
+        tls_offer_pool = NULL;
+    } else if (p) {
+        s = pool_get(p);
+    }
     if (!s) sbx_raise(SBX_FAULT_MEMORY);
     m->data = s;
     m->pool = p;
