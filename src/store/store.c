@@ -875,7 +875,12 @@ rt_status store_delete(store *s, const rt_key *key)
 
 rt_status store_iterate(store *s, store_iter_cb cb, void *arg)
 {
-    if (s->pg) return store_pg_iterate(s, cb, arg);
+    return store_iterate_from(s, NULL, cb, arg);
+}
+
+rt_status store_iterate_from(store *s, const rt_key *after, store_iter_cb cb, void *arg)
+{
+    if (s->pg) return store_pg_iterate(s, after, cb, arg);
     MDB_txn *txn;
     MDB_cursor *c;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
@@ -886,7 +891,17 @@ rt_status store_iterate(store *s, store_iter_cb cb, void *arg)
     }
     MDB_val k, v;
     rt_status st = RT_OK;
-    while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+    if (after) {
+        /* SET_RANGE lands on the first key >= after; step over after itself. */
+        k.mv_size = RT_KEY_LEN;
+        k.mv_data = (void *)after->b;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (!rc && k.mv_size == RT_KEY_LEN && !memcmp(k.mv_data, after->b, RT_KEY_LEN))
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    } else {
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    }
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (k.mv_size != RT_KEY_LEN || v.mv_size != 8) {
             st = RT_DATA_LOSS;
             break;
@@ -928,6 +943,37 @@ rt_status store_delete_meta(store *s, const uint8_t key[STORE_KEY_LEN])
 {
     if (s->pg) return store_pg_meta(s, 2, key, NULL, 0, NULL, NULL);
     return meta_write(s, key, NULL, 0, true);
+}
+
+rt_status store_cas_meta(store *s, const uint8_t key[STORE_KEY_LEN], const uint8_t *expect,
+                         size_t expect_len, const uint8_t *val, size_t len)
+{
+    if (len > STORE_MAX_META || (len && !val) || (expect_len && !expect))
+        return RT_INVALID_ARGUMENT;
+    if (s->pg) return store_pg_cas_meta(s, key, expect, expect_len, val, len);
+    /* LMDB has one writer at a time: the compare and the write are atomic
+     * inside the write transaction. */
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) return mdb_status(rc);
+    MDB_val k = {STORE_KEY_LEN, (void *)key}, cur, v = {len, (void *)val};
+    rc = mdb_get(txn, s->db_meta, &k, &cur);
+    int same =
+        expect ? rc == 0 && cur.mv_size == expect_len && !memcmp(cur.mv_data, expect, expect_len)
+               : rc == MDB_NOTFOUND;
+    if (rc && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return mdb_status(rc);
+    }
+    if (!same) {
+        mdb_txn_abort(txn);
+        return RT_ABORTED;
+    }
+    if ((rc = mdb_put(txn, s->db_meta, &k, &v, 0))) {
+        mdb_txn_abort(txn);
+        return mdb_status(rc);
+    }
+    return mdb_status(mdb_txn_commit(txn));
 }
 
 rt_status store_get_meta(store *s, const uint8_t key[STORE_KEY_LEN], uint8_t **out, size_t *len)

@@ -130,6 +130,9 @@ rt_status store_delete(store *s, const rt_key *key);
  * but not write. Returns UNAVAILABLE on I/O error. */
 typedef int (*store_iter_cb)(void *arg, const rt_key *key, uint64_t version);
 rt_status store_iterate(store *s, store_iter_cb cb, void *arg);
+/* Same, starting after key `after` (NULL: from the first), for paging: a
+ * listing resumes where the last page ended without walking it again. */
+rt_status store_iterate_from(store *s, const rt_key *after, store_iter_cb cb, void *arg);
 
 /*
  * Public metadata (e.g. a wallet's participant host public keys), in its own
@@ -141,6 +144,16 @@ rt_status store_put_meta(store *s, const uint8_t key[STORE_KEY_LEN], const uint8
                          size_t len);
 rt_status store_get_meta(store *s, const uint8_t key[STORE_KEY_LEN], uint8_t **out, size_t *len);
 rt_status store_delete_meta(store *s, const uint8_t key[STORE_KEY_LEN]);
+/*
+ * Compare-and-swap of a metadata record, atomic against every other writer
+ * of the store (all nodes of a cluster): writes val only if the record is
+ * still exactly expect[expect_len], or absent when expect is NULL. RT_OK when
+ * written (durable), RT_ABORTED when the record was something else (nothing
+ * written: re-read and decide again). One-time tokens and counters rely on
+ * it: two nodes can never both consume the same token.
+ */
+rt_status store_cas_meta(store *s, const uint8_t key[STORE_KEY_LEN], const uint8_t *expect,
+                         size_t expect_len, const uint8_t *val, size_t len);
 
 /* The runtime's view: load = store_get, save = store_put. Borrowed: the
  * vtable lives inside s and is valid until store_close(). */

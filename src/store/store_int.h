@@ -105,7 +105,9 @@ void store_pg_close(store *s);
 rt_status store_pg_get(store *s, const rt_key *key, uint8_t **sealed, size_t *len,
                        uint64_t *version);
 void store_pg_commit_batch(store *s, req *batch, unsigned n);
-rt_status store_pg_iterate(store *s, store_iter_cb cb, void *arg);
+rt_status store_pg_iterate(store *s, const rt_key *after, store_iter_cb cb, void *arg);
+rt_status store_pg_cas_meta(store *s, const uint8_t *key, const uint8_t *expect, size_t expect_len,
+                            const uint8_t *val, size_t len);
 rt_status store_pg_meta(store *s, int op, const uint8_t *key, const uint8_t *val, size_t len,
                         uint8_t **out, size_t *out_len);     /* op: 0 get, 1 put, 2 delete */
 void store_pg_lease_of(store *s, const rt_key *key, req *r); /* fills r->epoch, r->leased */

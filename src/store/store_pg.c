@@ -491,27 +491,81 @@ rt_status store_pg_get(store *s, const rt_key *key, uint8_t **sealed, size_t *le
     return st;
 }
 
-rt_status store_pg_iterate(store *s, store_iter_cb cb, void *arg)
+/* In pages of ITER_PAGE rows, so a caller that stops early (a listing's
+ * page) does not pull the whole table into memory. */
+#define ITER_PAGE 1000 /* = the LIMIT in the queries below */
+
+rt_status store_pg_iterate(store *s, const rt_key *after, store_iter_cb cb, void *arg)
+{
+    store_pg *p = s->pg;
+    uint8_t from[RT_KEY_LEN];
+    int have_from = after != NULL;
+    if (after) memcpy(from, after->b, RT_KEY_LEN);
+    for (;;) {
+        PGconn **cp = pool_take(p);
+        PGconn *c = usable(p, cp);
+        const char *v[1] = {(const char *)from};
+        int l[1] = {RT_KEY_LEN}, f[1] = {1};
+        PGresult *r = NULL;
+        if (c)
+            r = have_from ? run(c,
+                                "SELECT wallet, version FROM cg_ver WHERE wallet > $1 "
+                                "ORDER BY wallet LIMIT 1000",
+                                1, v, l, f)
+                          : run(c,
+                                "SELECT wallet, version FROM cg_ver ORDER BY wallet "
+                                "LIMIT 1000",
+                                0, NULL, NULL, NULL);
+        int good = ok(r);
+        pool_give(p, cp); /* before the callbacks: they may read */
+        if (!good) {
+            PQclear(r);
+            return RT_UNAVAILABLE;
+        }
+        int rows = PQntuples(r);
+        for (int i = 0; i < rows; i++) {
+            if (PQgetlength(r, i, 0) != RT_KEY_LEN || PQgetlength(r, i, 1) != 8) {
+                PQclear(r);
+                return RT_DATA_LOSS;
+            }
+            rt_key k;
+            memcpy(k.b, PQgetvalue(r, i, 0), RT_KEY_LEN);
+            if (cb(arg, &k, be64(PQgetvalue(r, i, 1)))) {
+                PQclear(r);
+                return RT_OK;
+            }
+            memcpy(from, k.b, RT_KEY_LEN);
+            have_from = 1;
+        }
+        PQclear(r);
+        if (rows < ITER_PAGE) return RT_OK;
+    }
+}
+
+rt_status store_pg_cas_meta(store *s, const uint8_t *key, const uint8_t *expect, size_t expect_len,
+                            const uint8_t *val, size_t len)
 {
     store_pg *p = s->pg;
     PGconn **cp = pool_take(p);
     PGconn *c = usable(p, cp);
-    PGresult *r =
-        c ? run(c, "SELECT wallet, version FROM cg_ver ORDER BY wallet", 0, NULL, NULL, NULL)
-          : NULL;
-    int good = ok(r);
-    pool_give(p, cp); /* before the callbacks: they may read */
-    rt_status st = good ? RT_OK : RT_UNAVAILABLE;
-    for (int i = 0; good && i < PQntuples(r); i++) {
-        if (PQgetlength(r, i, 0) != RT_KEY_LEN || PQgetlength(r, i, 1) != 8) {
-            st = RT_DATA_LOSS;
-            break;
-        }
-        rt_key k;
-        memcpy(k.b, PQgetvalue(r, i, 0), RT_KEY_LEN);
-        if (cb(arg, &k, be64(PQgetvalue(r, i, 1)))) break;
+    rt_status st = RT_UNAVAILABLE;
+    if (c) {
+        /* One statement each: PostgreSQL re-checks the WHERE of an UPDATE
+         * against the newest row version under its row lock, and the
+         * INSERT's conflict check is on the primary key, so either is a
+         * true compare-and-swap across nodes. */
+        const uint8_t *e = expect ? expect : (const uint8_t *)"";
+        const char *v[3] = {(const char *)key, (const char *)(val ? val : (const uint8_t *)""),
+                            (const char *)e};
+        int l[3] = {STORE_KEY_LEN, (int)len, (int)expect_len}, f[3] = {1, 1, 1};
+        PGresult *r =
+            expect ? run(c, "UPDATE cg_meta SET v = $2 WHERE k = $1 AND v = $3", 3, v, l, f)
+                   : run(c, "INSERT INTO cg_meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING",
+                         2, v, l, f);
+        if (ok(r)) st = strcmp(PQcmdTuples(r), "1") ? RT_ABORTED : RT_OK;
+        PQclear(r);
     }
-    PQclear(r);
+    pool_give(p, cp);
     return st;
 }
 

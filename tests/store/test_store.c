@@ -626,6 +626,136 @@ static void test_concurrent_writers(void **state)
     rm_rf(dir);
 }
 
+/* ------------------------------------------------- compare-and-swap -- */
+
+static uint64_t store_test_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void store_test_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+typedef struct cas_arg {
+    store *s;
+    unsigned wins;
+} cas_arg;
+
+/* Every thread tries to move the counter from each value it reads to the
+ * next; a lost race re-reads. */
+static void *cas_main(void *p)
+{
+    cas_arg *a = p;
+    uint8_t key[32] = {0xca, 0x5};
+    for (int i = 0; i < 50; i++) {
+        for (;;) {
+            uint8_t *cur = NULL;
+            size_t n = 0;
+            rt_status st = store_get_meta(a->s, key, &cur, &n);
+            assert_true(st == RT_OK && n == 8);
+            uint64_t v = store_test_u64(cur) + 1;
+            uint8_t nv[8];
+            store_test_put_u64(nv, v);
+            st = store_cas_meta(a->s, key, cur, n, nv, 8);
+            free(cur);
+            if (st == RT_OK) {
+                a->wins++;
+                break;
+            }
+            assert_int_equal(st, RT_ABORTED);
+        }
+    }
+    return NULL;
+}
+
+/* One-time tokens and quota counters are compare-and-swaps on metadata:
+ * only the writer that saw the current value wins, so N increments by
+ * racing threads leave exactly N. */
+static void test_meta_cas(void **state)
+{
+    (void)state;
+    enum { T = 4 };
+    char *dir = tmp_store_dir();
+    store *s = open_ok(dir, NULL);
+    uint8_t key[32] = {0xca, 0x5}, zero[8] = {0}, one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    /* Insert-if-absent, once. */
+    assert_int_equal(store_cas_meta(s, key, NULL, 0, zero, 8), RT_OK);
+    assert_int_equal(store_cas_meta(s, key, NULL, 0, one, 8), RT_ABORTED);
+    /* A wrong expectation writes nothing. */
+    assert_int_equal(store_cas_meta(s, key, one, 8, one, 8), RT_ABORTED);
+    uint8_t *v;
+    size_t n;
+    assert_int_equal(store_get_meta(s, key, &v, &n), RT_OK);
+    assert_int_equal(n, 8);
+    assert_memory_equal(v, zero, 8);
+    free(v);
+    pthread_t th[T];
+    cas_arg a[T];
+    for (unsigned t = 0; t < T; t++) {
+        a[t] = (cas_arg){s, 0};
+        assert_int_equal(pthread_create(&th[t], NULL, cas_main, &a[t]), 0);
+    }
+    unsigned wins = 0;
+    for (unsigned t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        wins += a[t].wins;
+    }
+    assert_int_equal(wins, T * 50);
+    assert_int_equal(store_get_meta(s, key, &v, &n), RT_OK);
+    assert_int_equal(store_test_u64(v), T * 50);
+    free(v);
+    store_close(s);
+    rm_rf(dir);
+}
+
+typedef struct page_arg {
+    rt_key got[8];
+    unsigned n, max;
+} page_arg;
+
+static int page_cb(void *p, const rt_key *k, uint64_t version)
+{
+    (void)version;
+    page_arg *a = p;
+    a->got[a->n++] = *k;
+    return a->n == a->max;
+}
+
+/* Paging: iterate_from resumes strictly after the last key of a page, in
+ * key order, and visits every record exactly once. */
+static void test_iterate_pages(void **state)
+{
+    (void)state;
+    enum { N = 25 };
+    char *dir = tmp_store_dir();
+    store *s = open_ok(dir, NULL);
+    for (unsigned i = 0; i < N; i++)
+        put_expected(s, i, 1);
+    unsigned seen = 0;
+    rt_key last;
+    int have = 0;
+    for (;;) {
+        page_arg a = {.max = 8};
+        assert_int_equal(store_iterate_from(s, have ? &last : NULL, page_cb, &a), RT_OK);
+        for (unsigned i = 0; i < a.n; i++) {
+            if (have || i) assert_true(memcmp(i ? a.got[i - 1].b : last.b, a.got[i].b, 32) < 0);
+        }
+        seen += a.n;
+        if (a.n < a.max) break;
+        last = a.got[a.n - 1];
+        have = 1;
+    }
+    assert_int_equal(seen, N);
+    store_close(s);
+    rm_rf(dir);
+}
+
 /* ---------------------------------------------------------- 10k wallets -- */
 
 static void test_10k_wallets(void **state)
@@ -729,6 +859,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_map_full),
         cmocka_unit_test(test_10k_wallets),
         cmocka_unit_test(test_trim_returns_file_pages),
+        cmocka_unit_test(test_meta_cas),
+        cmocka_unit_test(test_iterate_pages),
     };
     /* argv[1] = "concurrency": only the tests worth running under TSan. */
     if (argc > 1 && strcmp(argv[1], "concurrency") == 0) {
@@ -737,6 +869,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_group_commit_batches),
             cmocka_unit_test(test_concurrent_writers),
             cmocka_unit_test(test_map_full),
+            cmocka_unit_test(test_meta_cas),
         };
         return cmocka_run_group_tests_name(
             test_on_pg() ? "store_pg_concurrency" : "store_concurrency", conc, NULL, NULL);
