@@ -23,6 +23,7 @@
 
 #include "cg_config.h"
 #include "cx.h"
+#include "admin.h"
 #include "dev.h"
 #include "net.h"
 
@@ -37,25 +38,27 @@ static uint64_t net_unix_ms_cli(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: cosigner-cli [--url URL] [--json] COMMAND [ARGS]\n\n"
-               "Commands:\n"
-               "  keygen [--out FILE]             new device host key (hex secret to FILE, 0600)\n"
-               "  info                            the service's host public key and version\n"
-               "  dkg --t T (--devices D | --key FILE...) [--out WALLET]\n"
-               "                                  ChillDKG between D simulated devices and the\n"
-               "                                  service (n = D + 1, threshold T)\n"
-               "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
-               "                                  BIP 445 signing session; the signature is\n"
-               "                                  verified locally (libsecp256k1)\n"
-               "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
-               "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]]\n"
-               "                                  one hand-made (optionally signed) request;\n"
-               "                                  prints \"CODE BODY\" per response; --repeat\n"
-               "                                  resends it as is (a replay) or, with\n"
-               "                                  --fresh-nonce, signed anew each time\n\n"
-               "Options:\n"
-               "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
-               "  --json      machine-readable output\n");
+    fprintf(
+        f,
+        "Usage: cosigner-cli [--url URL] [--json] COMMAND [ARGS]\n\n"
+        "Commands:\n"
+        "  keygen [--out FILE]             new device host key (hex secret to FILE, 0600)\n"
+        "  info                            the service's host public key and version\n"
+        "  dkg --t T (--devices D | --key FILE...) [--token T | --admin-key FILE] [--out WALLET]\n"
+        "                                  ChillDKG between D simulated devices and the\n"
+        "                                  service (n = D + 1, threshold T)\n"
+        "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
+        "                                  BIP 445 signing session; the signature is\n"
+        "                                  verified locally (libsecp256k1)\n"
+        "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
+        "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]]\n"
+        "                                  one hand-made (optionally signed) request;\n"
+        "                                  prints \"CODE BODY\" per response; --repeat\n"
+        "                                  resends it as is (a replay) or, with\n"
+        "                                  --fresh-nonce, signed anew each time\n\n"
+        "Options:\n"
+        "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
+        "  --json      machine-readable output\n");
 }
 
 static void die(int code, const char *msg)
@@ -230,11 +233,15 @@ static int wallet_load(const char *path, dev_wallet *w)
 static int cmd_dkg(const char *url, int argc, char **argv)
 {
     long t = 0, devices = 0;
-    const char *out = NULL;
+    const char *out = NULL, *token = NULL, *admin_key = NULL;
     const char *keys[DEV_MAX_N];
     int nkeys = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--t") && i + 1 < argc)
+        if (!strcmp(argv[i], "--token") && i + 1 < argc)
+            token = argv[++i];
+        else if (!strcmp(argv[i], "--admin-key") && i + 1 < argc)
+            admin_key = argv[++i];
+        else if (!strcmp(argv[i], "--t") && i + 1 < argc)
             t = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--devices") && i + 1 < argc)
             devices = strtol(argv[++i], NULL, 10);
@@ -263,6 +270,20 @@ static int cmd_dkg(const char *url, int argc, char **argv)
         } else if (!dev_keygen(u.w.seckey[i], u.w.hostpk[i])) {
             die(1, "key generation failed");
         }
+    }
+    if (token) snprintf(u.w.token, sizeof u.w.token, "%s", token);
+    if (admin_key) {
+        /* Demo convenience: the operator's key mints a token for exactly
+         * these devices, as `admin enroll` would. */
+        uint8_t ask[32], apk[33], keys33[DEV_MAX_N][33];
+        char terr[300];
+        if (!admin_read_key(admin_key, ask, apk)) die(1, "cannot read the admin key file");
+        for (long i = 1; i < n; i++)
+            memcpy(keys33[i - 1], u.w.hostpk[i], 33);
+        int ok = admin_mint_token(url, ask, (const uint8_t(*)[33])keys33, (size_t)(n - 1),
+                                  u.w.token, terr, sizeof terr);
+        cx_wipe(ask, sizeof ask);
+        if (!ok) die(1, terr);
     }
     u.hc = http_new(url, 64);
     u.done = on_done;
@@ -505,6 +526,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "dkg")) return cmd_dkg(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "sign")) return cmd_sign(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "raw")) return cmd_raw(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "admin")) return cli_admin(url, sub_argc, sub_argv);
     usage(stderr);
     return 2;
 }

@@ -278,6 +278,7 @@ void dev_dkg(dev_user *u)
         }
         bodies[i] = json_pack("{s:{s:O,s:i},s:o}", "params", "hostpubkeys", hpk, "t", (int)u->w.t,
                               "pmsg1", jhex(pmsg1, len));
+        if (u->w.token[0]) json_object_set_new(bodies[i], "token", json_string(u->w.token));
     }
     json_decref(hpk);
     if (u->failed) {

@@ -27,7 +27,8 @@ typedef struct dev_wallet {
     uint8_t wallet_id[32];
     uint8_t thresh_pk[33];
     uint8_t pubshares[DEV_MAX_N][33];
-    int ready; /* DKG completed */
+    int ready;      /* DKG completed */
+    char token[80]; /* enrollment token sent with every device's DKG round 1; "" = none */
 } dev_wallet;
 
 typedef enum dev_phase { DEV_DKG1 = 0, DEV_DKG2, DEV_SIGN1, DEV_SIGN2, DEV_PHASES } dev_phase;

@@ -118,6 +118,11 @@ typedef struct config {
     char node_id[128];
     char node_url[256];
     uint64_t lease_ttl_ms;
+    char enrollment[16];
+    char admin_pubkeys[2048];
+    char admin_key_file[512];
+    uint64_t rate_limit_rps, rate_limit_burst, auth_fail_per_min, auth_fail_burst, quota_wallets,
+        quota_pending_dkg, max_pending_dkg, token_ttl_s;
     uint64_t sandbox_pool;
     uint64_t workers, mailbox_size, idle_threshold_ms, evict_quantum_ms, tick_interval_ms,
         max_resident, rendezvous_deadline_ms, cpu_budget_ms, restart_max, restart_window_ms,
@@ -153,6 +158,27 @@ static const opt opts[] = {
      "http://LISTEN)"},
     {"lease_ttl_ms", T_U64, S(lease_ttl_ms), "5000",
      "postgres: a wallet's lease expires this long after its last renewal"},
+    {"enrollment", T_STR, S(enrollment), "token",
+     "who may create wallets: token (one-time tokens an admin mints), admin (params an admin "
+     "granted) or open (anyone; quotas still apply)"},
+    {"admin_pubkeys", T_STR, S(admin_pubkeys), "",
+     "comma-separated admin host public keys (33-byte hex) allowed on /v1/admin/ (empty = the "
+     "key in ADMIN_KEY_FILE, created on first start)"},
+    {"admin_key_file", T_STR, S(admin_key_file), "",
+     "with no admin_pubkeys: the bootstrap admin secret key (empty = DATA_DIR/admin.key)"},
+    {"rate_limit_rps", T_U64, S(rate_limit_rps), "50",
+     "requests per second per host key (token bucket; 0 = no limit)"},
+    {"rate_limit_burst", T_U64, S(rate_limit_burst), "100", "... and its burst"},
+    {"auth_fail_per_min", T_U64, S(auth_fail_per_min), "120",
+     "failed authentications per minute per client address before 429 (0 = no limit)"},
+    {"auth_fail_burst", T_U64, S(auth_fail_burst), "60", "... and its burst"},
+    {"quota_wallets", T_U64, S(quota_wallets), "100",
+     "wallets a host key may be a device of (0 = no limit)"},
+    {"quota_pending_dkg", T_U64, S(quota_pending_dkg), "8",
+     "new-wallet DKG round 1s a host key may have waiting (0 = no limit)"},
+    {"max_pending_dkg", T_U64, S(max_pending_dkg), "10000",
+     "new-wallet DKG round 1s waiting on this node, all keys (0 = no limit)"},
+    {"token_ttl_s", T_U64, S(token_ttl_s), "604800", "default lifetime of an enrollment token"},
     {"workers", T_U64, S(workers), "0", "actor worker threads (0 = cores)"},
     {"mailbox_size", T_U64, S(mailbox_size), "256", "messages queued per wallet actor"},
     {"idle_threshold_ms", T_U64, S(idle_threshold_ms), "1800000",
@@ -378,6 +404,12 @@ static int load_config(config *c, int argc, char **argv, int *check_only)
                 c->store_backend);
         return -1;
     }
+    if (strcmp(c->enrollment, "token") && strcmp(c->enrollment, "admin") &&
+        strcmp(c->enrollment, "open")) {
+        fprintf(stderr, "cosignerd: enrollment must be token, admin or open, got \"%s\"\n",
+                c->enrollment);
+        return -1;
+    }
     if (!strcmp(c->store_backend, "postgres") && !*c->pg_dsn) {
         fprintf(stderr, "cosignerd: store_backend = postgres needs pg_dsn\n");
         return -1;
@@ -455,26 +487,52 @@ static const char *dsn_masked(const char *dsn)
  * name its public key). Losing it does not lose funds (devices can recover)
  * but a changed key would make every wallet refuse the service.
  */
+static int key_file(const char *dir, const char *path, int hex, uint8_t sk[32], uint8_t pk[33],
+                    const char *event);
 static int host_key(const char *dir, uint8_t sk[32], uint8_t pk[33])
 {
     char path[600];
     snprintf(path, sizeof path, "%s/host.key", dir);
+    return key_file(dir, path, 0, sk, pk, "host_key");
+}
+
+/*
+ * A secret key file, created (0600, atomically) when absent. hex = 1 keeps
+ * it as a line of hex, the format cosigner-cli reads with --key and
+ * --admin-key. event names the log events.
+ */
+static int key_file(const char *dir, const char *path, int hex, uint8_t sk[32], uint8_t pk[33],
+                    const char *event)
+{
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         struct stat st;
         if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-            logkv("warn", "host_key_permissions", "path=%s mode=%o", KV(path), st.st_mode & 0777);
-        ssize_t r = read(fd, sk, 32);
+            logkv("warn", "key_permissions", "key=%s path=%s mode=%o", event, KV(path),
+                  st.st_mode & 0777);
+        char buf[80];
+        ssize_t r = read(fd, buf, hex ? sizeof buf : 32);
         close(fd);
-        if (r != 32 || !cx_pubkey_from_seckey(pk, sk)) {
-            logkv("error", "host_key_invalid", "path=%s", KV(path));
+        int good;
+        if (hex) {
+            size_t n = r > 0 ? (size_t)r : 0;
+            while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ' || buf[n - 1] == '\r'))
+                n--;
+            good = net_hex_decode(sk, 32, buf, n);
+        } else {
+            good = r == 32;
+            if (good) memcpy(sk, buf, 32);
+        }
+        cx_wipe(buf, sizeof buf);
+        if (!good || !cx_pubkey_from_seckey(pk, sk)) {
+            logkv("error", "key_invalid", "key=%s path=%s", event, KV(path));
             return 0;
         }
         return 1;
     }
     if (errno != ENOENT) {
-        logkv("error", "host_key_unreadable", "path=%s errno=%d reason=%s", KV(path), errno,
-              KVQ(strerror(errno)));
+        logkv("error", "key_unreadable", "key=%s path=%s errno=%d reason=%s", event, KV(path),
+              errno, KVQ(strerror(errno)));
         return 0;
     }
     do
@@ -482,19 +540,31 @@ static int host_key(const char *dir, uint8_t sk[32], uint8_t pk[33])
     while (!cx_pubkey_from_seckey(pk, sk));
     char tmp[640];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char line[66];
+    net_hex_encode(line, sk, 32);
+    line[64] = '\n';
+    const void *out = hex ? (const void *)line : (const void *)sk;
+    ssize_t outn = hex ? 65 : 32;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, sk, 32) != 32 || fsync(fd) != 0 || close(fd) != 0 ||
-        rename(tmp, path) != 0) {
-        logkv("error", "host_key_create_failed", "path=%s errno=%d reason=%s", KV(path), errno,
-              KVQ(strerror(errno)));
+    int wrote = fd >= 0 && write(fd, out, (size_t)outn) == outn && fsync(fd) == 0;
+    cx_wipe(line, sizeof line);
+    if (fd >= 0 && close(fd) != 0) wrote = 0;
+    if (!wrote || rename(tmp, path) != 0) {
+        logkv("error", "key_create_failed", "key=%s path=%s errno=%d reason=%s", event, KV(path),
+              errno, KVQ(strerror(errno)));
         return 0;
     }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* The directory entry too: the key must survive a crash once used. */
+    char dbuf[600];
+    snprintf(dbuf, sizeof dbuf, "%s", path);
+    char *slash = strrchr(dbuf, '/');
+    if (slash) *slash = 0;
+    int dfd = open(slash ? dbuf : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
-    logkv("info", "host_key_created", "path=%s", KV(path));
+    logkv("info", "key_created", "key=%s path=%s", event, KV(path));
     return 1;
 }
 
@@ -508,6 +578,59 @@ static rt_status meta_get(void *ud, const rt_key *k, uint8_t **v, size_t *l)
 static rt_status meta_put(void *ud, const rt_key *k, const uint8_t *v, size_t l)
 {
     return store_put_meta(ud, k->b, v, l);
+}
+
+static rt_status meta_cas(void *ud, const rt_key *k, const uint8_t *expect, size_t elen,
+                          const uint8_t *v, size_t l)
+{
+    return store_cas_meta(ud, k->b, expect, elen, v, l);
+}
+
+typedef struct list_ctx {
+    rt_key *ids;
+    uint64_t *versions;
+    size_t max, n;
+} list_ctx;
+
+static int list_cb(void *arg, const rt_key *key, uint64_t version)
+{
+    list_ctx *x = arg;
+    x->ids[x->n] = *key;
+    x->versions[x->n++] = version;
+    return x->n == x->max;
+}
+
+static rt_status meta_list(void *ud, const rt_key *after, rt_key *ids, uint64_t *versions,
+                           size_t max, size_t *n)
+{
+    list_ctx x = {ids, versions, max, 0};
+    *n = 0;
+    if (!max) return RT_OK;
+    rt_status st = store_iterate_from(ud, after, list_cb, &x);
+    *n = x.n;
+    return st;
+}
+
+/* admin_pubkeys: "hex33,hex33,...". Returns the count, -1 on a bad entry. */
+static int parse_admin_keys(const char *list, uint8_t (*out)[33], int max)
+{
+    int n = 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p) break;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        uint8_t pt[64];
+        if (n == max || !net_hex_decode(out[n], 33, p, (size_t)(e - p)) ||
+            !cx_point_parse(pt, out[n], 0))
+            return -1;
+        n++;
+        p = e;
+    }
+    return n;
 }
 
 /* ---- cluster adapters -------------------------------------------------- */
@@ -829,6 +952,11 @@ int main(int argc, char **argv)
     commit_lat.inner = store_persist(st);
     commit_lat.outer = (rt_persist){persist_load, persist_save, NULL};
 
+    /* Admission records are MAC'd with a key only holders of the host
+     * secret key can derive (every node of a cluster, no one else). */
+    uint8_t admission_key[32];
+    crypto_generichash(admission_key, sizeof admission_key, (const uint8_t *)"cosignerd/admission",
+                       19, sk, 32);
     behaviour_opts bo = {
         .hostseckey = sk,
         .rendezvous_ms = c.rendezvous_deadline_ms,
@@ -869,6 +997,46 @@ int main(int argc, char **argv)
     }
     set_lease_rt(rt);
 
+    /* Admission: who may create wallets and who administers. */
+    static uint8_t admin_keys[64][33];
+    int n_admin = parse_admin_keys(c.admin_pubkeys, admin_keys, 64);
+    char admin_path[600] = "";
+    if (n_admin < 0) {
+        logkv("error", "config_invalid", "reason=%s",
+              KVQ("admin_pubkeys must be comma-separated 33-byte hex public keys (at most 64)"));
+        rt_stop(rt);
+        behaviour_close();
+        store_close(st);
+        cx_wipe(sk, sizeof sk);
+        return 1;
+    }
+    if (n_admin == 0) {
+        /* A fresh install has an operator before it has any config: the
+         * bootstrap admin key in the data dir (0600) lets them mint the
+         * first enrollment tokens with cosigner-cli. */
+        uint8_t ask[32];
+        if (*c.admin_key_file)
+            snprintf(admin_path, sizeof admin_path, "%s", c.admin_key_file);
+        else
+            snprintf(admin_path, sizeof admin_path, "%s/admin.key", c.data_dir);
+        if (!key_file(c.data_dir, admin_path, 1, ask, admin_keys[0], "admin_key")) {
+            rt_stop(rt);
+            behaviour_close();
+            store_close(st);
+            cx_wipe(sk, sizeof sk);
+            return 1;
+        }
+        cx_wipe(ask, sizeof ask);
+        n_admin = 1;
+        if (clustered)
+            logkv("warn", "admin_key_local", "path=%s reason=%s", KV(admin_path),
+                  KVQ("no admin_pubkeys: this node trusts only its own bootstrap admin key; set "
+                      "admin_pubkeys on every node of a cluster"));
+    }
+    net_enrollment enroll = !strcmp(c.enrollment, "open")    ? NET_ENROLL_OPEN
+                            : !strcmp(c.enrollment, "admin") ? NET_ENROLL_ADMIN
+                                                             : NET_ENROLL_TOKEN;
+
     extra_ctx xc = {st};
     net_config nc = {
         .host = host,
@@ -887,12 +1055,25 @@ int main(int argc, char **argv)
         .version = CG_VERSION,
         .fault_injection = (int)c.fault_injection,
         .rt = rt,
-        .meta = {meta_get, meta_put, st},
+        .meta = {meta_get, meta_put, meta_cas, meta_list, st},
+        .enrollment = enroll,
+        .admin_pubkeys = (const uint8_t(*)[33])admin_keys,
+        .n_admin_pubkeys = (size_t)n_admin,
+        .rate_rps = (double)c.rate_limit_rps,
+        .rate_burst = (double)c.rate_limit_burst,
+        .auth_fail_rps = (double)c.auth_fail_per_min / 60.0,
+        .auth_fail_burst = (double)c.auth_fail_burst,
+        .quota_wallets = (unsigned)c.quota_wallets,
+        .quota_pending_dkg = (unsigned)c.quota_pending_dkg,
+        .max_pending_dkg = (unsigned)c.max_pending_dkg,
+        .token_ttl_ms = c.token_ttl_s * 1000,
         .cluster = clustered ? &ncl : NULL,
         .metrics_extra = metrics_extra,
         .metrics_ud = &xc,
     };
     memcpy(nc.hostpubkey, pk, 33);
+    memcpy(nc.admission_key, admission_key, 32);
+    cx_wipe(admission_key, sizeof admission_key);
     net_server *srv = NULL;
     s = net_start(&nc, &srv);
     if (s != RT_OK) {

@@ -35,8 +35,26 @@
 typedef struct net_meta {
     rt_status (*get)(void *ud, const rt_key *wallet, uint8_t **val, size_t *len);
     rt_status (*put)(void *ud, const rt_key *wallet, const uint8_t *val, size_t len);
+    /* Compare-and-swap, atomic across every writer (store_cas_meta): writes
+     * val only if the record is exactly expect (absent when expect is
+     * NULL); RT_ABORTED otherwise. Admission control (one-time tokens,
+     * quotas, the audit log) needs it; NULL disables those. */
+    rt_status (*cas)(void *ud, const rt_key *key, const uint8_t *expect, size_t expect_len,
+                     const uint8_t *val, size_t len);
+    /* Up to max wallets with a durable record, in id order, strictly after
+     * `after` (NULL = from the first): ids and record versions. May be NULL
+     * (the admin listing answers UNIMPLEMENTED). */
+    rt_status (*list)(void *ud, const rt_key *after, rt_key *ids, uint64_t *versions, size_t max,
+                      size_t *n);
     void *ud;
 } net_meta;
+
+/* Who may create a wallet (DKG round 1 for params not known yet). */
+typedef enum net_enrollment {
+    NET_ENROLL_TOKEN = 0, /* a one-time token minted by an admin, or an admin grant */
+    NET_ENROLL_OPEN,      /* anyone who signs the request (quotas still apply) */
+    NET_ENROLL_ADMIN,     /* only params an admin granted */
+} net_enrollment;
 
 /*
  * A cluster of nodes on one database (NULL in net_config = a single node).
@@ -79,6 +97,17 @@ typedef struct net_config {
     rt_runtime *rt;             /* borrowed; must outlive the server */
     net_meta meta;              /* borrowed vtable */
     const net_cluster *cluster; /* borrowed; NULL = single node */
+    /* Admission control (net_admit.c). Zero limits mean "no limit". */
+    net_enrollment enrollment;
+    const uint8_t (*admin_pubkeys)[33]; /* borrowed; BIP340 keys as 33-byte compressed */
+    size_t n_admin_pubkeys;
+    uint8_t admission_key[32];             /* MACs tokens, quota counters, audit records */
+    double rate_rps, rate_burst;           /* requests per host key (token bucket) */
+    double auth_fail_rps, auth_fail_burst; /* failed authentications per client address */
+    unsigned quota_wallets;                /* wallets created per host key */
+    unsigned quota_pending_dkg;            /* DKG round 1s waiting, per host key */
+    unsigned max_pending_dkg;              /* ... all keys together */
+    uint64_t token_ttl_ms;                 /* default token lifetime, 0 = 7 days */
     /* Appends extra Prometheus lines to /metrics (store, sandbox). May be NULL. */
     void (*metrics_extra)(void *ud, FILE *out);
     void *metrics_ud;

@@ -38,6 +38,13 @@ enum net_route {
     NET_R_SIGN2,
     NET_R_WALLET,
     NET_R_FAULT, /* fault-injection builds only */
+    /* /v1/admin/...: signed by an admin key (net_admit.c) */
+    NET_R_ADM_TOKENS,  /* POST /v1/admin/tokens: mint an enrollment token */
+    NET_R_ADM_REVOKE,  /* POST /v1/admin/tokens/{id}/revoke */
+    NET_R_ADM_GRANT,   /* POST /v1/admin/enrollments: grant one wallet's params */
+    NET_R_ADM_WALLETS, /* POST /v1/admin/wallets/list */
+    NET_R_ADM_WALLET,  /* GET /v1/admin/wallets/{id} */
+    NET_R_ADM_AUDIT,   /* POST /v1/admin/audit/list */
     NET_R_COUNT_
 };
 extern const char *const net_route_names[NET_R_COUNT_];

@@ -9,10 +9,23 @@
 #include "net_int.h"
 
 const char *const net_route_names[NET_R_COUNT_] = {
-    [NET_R_UNKNOWN] = "unknown", [NET_R_INFO] = "info",         [NET_R_HEALTHZ] = "healthz",
-    [NET_R_READYZ] = "readyz",   [NET_R_METRICS] = "metrics",   [NET_R_DKG1] = "dkg_round1",
-    [NET_R_DKG2] = "dkg_round2", [NET_R_SIGN1] = "sign_round1", [NET_R_SIGN2] = "sign_round2",
-    [NET_R_WALLET] = "wallet",   [NET_R_FAULT] = "fault",
+    [NET_R_UNKNOWN] = "unknown",
+    [NET_R_INFO] = "info",
+    [NET_R_HEALTHZ] = "healthz",
+    [NET_R_READYZ] = "readyz",
+    [NET_R_METRICS] = "metrics",
+    [NET_R_DKG1] = "dkg_round1",
+    [NET_R_DKG2] = "dkg_round2",
+    [NET_R_SIGN1] = "sign_round1",
+    [NET_R_SIGN2] = "sign_round2",
+    [NET_R_WALLET] = "wallet",
+    [NET_R_FAULT] = "fault",
+    [NET_R_ADM_TOKENS] = "admin_token_mint",
+    [NET_R_ADM_REVOKE] = "admin_token_revoke",
+    [NET_R_ADM_GRANT] = "admin_enrollment_grant",
+    [NET_R_ADM_WALLETS] = "admin_wallet_list",
+    [NET_R_ADM_WALLET] = "admin_wallet",
+    [NET_R_ADM_AUDIT] = "admin_audit_list",
 };
 
 static const unsigned http_codes[NET_HTTP_CODES] = {200, 400, 401, 403, 404, 405, 409, 413,

@@ -24,6 +24,7 @@
 #include "cg_cmd.h"
 #include "cg_config.h"
 #include "cg_wallet_id.h"
+#include "net_admit.h"
 #include "net_codec.h"
 
 struct net_server {
@@ -38,6 +39,7 @@ struct net_server {
     _Atomic uint64_t connections;
     _Atomic uint64_t requests;
     net_fwd *fwd; /* cluster only */
+    net_admit *adm;
 };
 
 enum req_state { RQ_READ = 0, RQ_SENT, RQ_FWD, RQ_DONE };
@@ -66,6 +68,8 @@ typedef struct req {
     size_t fwd_len;
     char fwd_ctype[64];
     uint32_t fwd_retry;
+    uint8_t ip[16];  /* client address (IPv4 mapped), for the failed-auth limit */
+    int dkg_pending; /* holds a pending-DKG slot of auth.pk (net_admit) */
     net_call call;
     _Atomic int done;
     rt_reply reply; /* owned once done */
@@ -154,6 +158,31 @@ static int is_hex64(const char *s, size_t n)
     return 1;
 }
 
+/* /v1/admin/...: arg receives the id a route names (wallet or token). */
+static int admin_route_of(const char *rest, int *want_post, char arg[65])
+{
+    *want_post = 1;
+    if (!strcmp(rest, "tokens")) return NET_R_ADM_TOKENS;
+    if (!strcmp(rest, "enrollments")) return NET_R_ADM_GRANT;
+    if (!strcmp(rest, "wallets/list")) return NET_R_ADM_WALLETS;
+    if (!strcmp(rest, "audit/list")) return NET_R_ADM_AUDIT;
+    static const char tok[] = "tokens/", wal[] = "wallets/";
+    if (!strncmp(rest, tok, sizeof tok - 1) && is_hex64(rest + sizeof tok - 1, 64) &&
+        !strcmp(rest + sizeof tok - 1 + 64, "/revoke")) {
+        memcpy(arg, rest + sizeof tok - 1, 64);
+        arg[64] = 0;
+        return NET_R_ADM_REVOKE;
+    }
+    if (!strncmp(rest, wal, sizeof wal - 1) &&
+        is_hex64(rest + sizeof wal - 1, strlen(rest + sizeof wal - 1))) {
+        memcpy(arg, rest + sizeof wal - 1, 64);
+        arg[64] = 0;
+        *want_post = 0;
+        return NET_R_ADM_WALLET;
+    }
+    return NET_R_UNKNOWN;
+}
+
 /* Returns the route, or NET_R_UNKNOWN; *want_post says which method it takes. */
 static int route_of(const net_server *srv, const char *url, int *want_post, char wallet[65])
 {
@@ -170,6 +199,9 @@ static int route_of(const net_server *srv, const char *url, int *want_post, char
             *want_post = fixed[i].post;
             return fixed[i].route;
         }
+    static const char adm[] = "/v1/admin/";
+    if (!strncmp(url, adm, sizeof adm - 1))
+        return admin_route_of(url + sizeof adm - 1, want_post, wallet);
     static const char pre[] = "/v1/wallets/";
     if (strncmp(url, pre, sizeof pre - 1)) return NET_R_UNKNOWN;
     const char *id = url + sizeof pre - 1;
@@ -243,6 +275,7 @@ static enum MHD_Result serve_metrics(req *q)
 #undef G
 #undef C
     net_metrics_write(&s->m, f);
+    net_admit_metrics(s->adm, f);
     if (s->cfg.metrics_extra) s->cfg.metrics_extra(s->cfg.metrics_ud, f);
     fclose(f);
     return send_body(q, 200, "text/plain; version=0.0.4", buf, len, 0);
@@ -319,6 +352,50 @@ static enum MHD_Result respond_forwarded(req *q)
 static void auth_fail(req *q, int why)
 {
     atomic_fetch_add(&q->srv->m.auth_fail[why], 1);
+    /* Only failures to authenticate count against the address: a refused
+     * participant or a full replay cache is not the client's fault. */
+    if (why != NET_AF_NOT_PARTICIPANT && why != NET_AF_CACHE_FULL)
+        net_admit_addr_fail(q->srv->adm, q->ip, net_unix_ms());
+}
+
+static void ip_of(struct MHD_Connection *c, uint8_t out[16])
+{
+    memset(out, 0, 16);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    }
+}
+
+/* An admin route: the key must be an admin's; nothing here reaches an actor. */
+static enum MHD_Result dispatch_admin(req *q, json_t *body, uint64_t now)
+{
+    net_server *s = q->srv;
+    char err[256];
+    if (!net_admit_is_admin(s->adm, q->auth.pk)) {
+        auth_fail(q, NET_AF_NOT_PARTICIPANT);
+        return fail(q, RT_PERMISSION_DENIED, "key is not an admin key of this service");
+    }
+    rt_status st = net_replay_check(s->replay, q->auth.pk, q->auth.nonce, now);
+    if (st == RT_ALREADY_EXISTS) {
+        auth_fail(q, NET_AF_REPLAY);
+        return fail(q, RT_UNAUTHENTICATED, "replayed request (pk, nonce already seen)");
+    }
+    if (st != RT_OK) {
+        auth_fail(q, NET_AF_CACHE_FULL);
+        return fail(q, RT_UNAVAILABLE, "replay cache full; retry later");
+    }
+    json_t *out = NULL;
+    st = net_admit_admin(s->adm, q->route, q->wallet_hex, body, q->auth.pk, now, &out, err,
+                         sizeof err);
+    if (st != RT_OK) return fail(q, st, err);
+    return send_json(q, 200, out, 0);
 }
 
 static enum MHD_Result dispatch(req *q)
@@ -347,7 +424,7 @@ static enum MHD_Result dispatch(req *q)
     }
     /* 2. Parse. */
     json_t *body = NULL;
-    if (q->route != NET_R_WALLET) {
+    if (q->route != NET_R_WALLET && q->route != NET_R_ADM_WALLET) {
         json_error_t je;
         body = json_loadb(q->body ? q->body : "", q->len, JSON_REJECT_DUPLICATES, &je);
         if (!body || !json_is_object(body)) {
@@ -357,6 +434,11 @@ static enum MHD_Result dispatch(req *q)
         }
     }
     enum MHD_Result ret;
+    if (q->route >= NET_R_ADM_TOKENS) {
+        ret = dispatch_admin(q, body, now);
+        json_decref(body);
+        return ret;
+    }
     rt_status st = net_codec_target(q->route, q->wallet_hex, body, &q->call, err, sizeof err);
     if (st != RT_OK) {
         ret = send_error(q, st, err, strlen(err), q->call.blame, 0);
@@ -422,10 +504,37 @@ static enum MHD_Result dispatch(req *q)
             goto out;
         }
     }
+    /* A wallet that does not exist yet: enrollment and quotas, before the
+     * replay cache, so a flood of requests naming fresh keys and no grant
+     * never occupies it. (Binding a token is idempotent, so a replayed
+     * request that gets here does no more than the original.) */
+    uint32_t retry_ms = 0;
+    if (q->route == NET_R_DKG1) {
+        uint8_t *known = NULL;
+        size_t klen = 0;
+        st = s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &known, &klen);
+        free(known);
+        if (st == RT_NOT_FOUND) {
+            st = net_admit_dkg(s->adm, q->auth.pk, &p, &q->call, body, now, &retry_ms, err,
+                               sizeof err);
+            if (st != RT_OK) {
+                /* A stranger trying to create wallets without a grant is
+                 * an unauthenticated failure for the address limit too. */
+                if (st == RT_PERMISSION_DENIED) net_admit_addr_fail(s->adm, q->ip, now);
+                ret = send_error(q, st, err, strlen(err), 0, retry_ms);
+                goto out;
+            }
+            q->dkg_pending = 1;
+        } else if (st != RT_OK) {
+            ret = fail(q, RT_UNAVAILABLE, "wallet metadata unavailable");
+            goto out;
+        }
+    }
     /* Replay, only now: the bounded cache holds participants' nonces only,
      * so a stranger with a fresh key pair cannot fill it and get every
-     * participant refused. Nothing before this point has side effects, so a
-     * replayed request that reached it did no more than a fresh one. */
+     * participant refused. Nothing before this point has side effects (but
+     * the idempotent token binding above), so a replayed request that
+     * reached it did no more than a fresh one. */
     st = net_replay_check(s->replay, q->auth.pk, q->auth.nonce, now);
     if (st == RT_ALREADY_EXISTS) {
         auth_fail(q, NET_AF_REPLAY);
@@ -435,6 +544,13 @@ static enum MHD_Result dispatch(req *q)
     if (st != RT_OK) {
         auth_fail(q, NET_AF_CACHE_FULL);
         ret = fail(q, RT_UNAVAILABLE, "replay cache full; retry later");
+        goto out;
+    }
+    /* The key's request rate, after the replay check: a replayed request
+     * must not spend its owner's allowance. Still before any actor. */
+    const char *why_msg = NULL;
+    if (net_admit_rate(s->adm, q->auth.pk, now, &retry_ms, &why_msg) != RT_OK) {
+        ret = send_error(q, RT_RESOURCE_EXHAUSTED, why_msg, strlen(why_msg), 0, retry_ms);
         goto out;
     }
     /* 4. The command. */
@@ -490,14 +606,28 @@ static enum MHD_Result respond_reply(req *q)
     if (q->route == NET_R_DKG1) {
         /* Record who may address this wallet, before any device learns its
          * id: every later route authorizes against it without an actor. */
-        uint8_t *old = NULL;
-        size_t olen = 0;
-        if (s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &old, &olen) != RT_OK) {
-            rt_status st =
-                s->cfg.meta.put(s->cfg.meta.ud, &q->call.key, q->call.params, q->call.params_len);
-            if (st != RT_OK) return fail(q, RT_UNAVAILABLE, "could not record wallet metadata");
+        if (s->cfg.meta.cas) {
+            /* Insert-if-absent: exactly one of the devices' replies records
+             * the wallet, and only that one counts it against the quotas. */
+            rt_status st = s->cfg.meta.cas(s->cfg.meta.ud, &q->call.key, NULL, 0, q->call.params,
+                                           q->call.params_len);
+            if (st == RT_OK) {
+                net_params p;
+                if (net_params_parse(q->call.params, q->call.params_len, &p) == RT_OK)
+                    net_admit_wallet_created(s->adm, &p);
+            } else if (st != RT_ABORTED) {
+                return fail(q, RT_UNAVAILABLE, "could not record wallet metadata");
+            }
+        } else {
+            uint8_t *old = NULL;
+            size_t olen = 0;
+            if (s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &old, &olen) != RT_OK) {
+                rt_status st = s->cfg.meta.put(s->cfg.meta.ud, &q->call.key, q->call.params,
+                                               q->call.params_len);
+                if (st != RT_OK) return fail(q, RT_UNAVAILABLE, "could not record wallet metadata");
+            }
+            free(old);
         }
-        free(old);
     }
     json_t *o = NULL;
     rt_status st = net_codec_reply(q->route, &q->call, r->data, r->len, &o);
@@ -523,6 +653,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = q;
         atomic_fetch_add(&s->requests, 1);
         snprintf(q->method, sizeof q->method, "%s", method);
+        ip_of(c, q->ip);
+        uint32_t retry_ms;
+        if (!net_admit_addr_ok(s->adm, q->ip, net_unix_ms(), &retry_ms)) {
+            static const char m[] = "too many failed authentications from this address";
+            return send_error(q, RT_RESOURCE_EXHAUSTED, m, sizeof m - 1, 0, retry_ms);
+        }
         if (strlen(url) > s->cfg.url_max) return fail(q, NET_ST_URI_TOO_LONG, "URL too long");
         snprintf(q->path, sizeof q->path, "%s", url);
         if (atomic_load(&s->connections) > s->cfg.max_connections) {
@@ -659,6 +795,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         atomic_fetch_sub(&s->in_flight, 1);
         rt_reply_free(&q->reply);
     }
+    if (q->dkg_pending) net_admit_dkg_done(s->adm, q->auth.pk);
     net_call_free(&q->call);
     free(q->fwd_body);
     free(q->body);
@@ -715,13 +852,15 @@ rt_status net_start(const net_config *cfg, net_server **out)
     if (!c->auth_window_ms) c->auth_window_ms = 300000;
     if (!c->replay_entries) c->replay_entries = 1u << 20;
     s->replay = net_replay_new(c->replay_entries, c->auth_window_ms);
-    if (!s->replay) {
+    if (!s->replay || !(s->adm = net_admit_new(c))) {
+        net_replay_free(s->replay);
         free(s);
         return RT_RESOURCE_EXHAUSTED;
     }
     /* The owner may hold a forwarded rendezvous for its whole deadline. */
     if (c->cluster && !(s->fwd = net_fwd_new(c->rendezvous_ms + 5000))) {
         net_replay_free(s->replay);
+        net_admit_free(s->adm);
         free(s);
         return RT_RESOURCE_EXHAUSTED;
     }
@@ -740,6 +879,7 @@ rt_status net_start(const net_config *cfg, net_server **out)
     } else {
         net_fwd_free(s->fwd);
         net_replay_free(s->replay);
+        net_admit_free(s->adm);
         free(s);
         return RT_INVALID_ARGUMENT;
     }
@@ -757,6 +897,7 @@ rt_status net_start(const net_config *cfg, net_server **out)
     if (!s->d) {
         net_fwd_free(s->fwd);
         net_replay_free(s->replay);
+        net_admit_free(s->adm);
         free(s);
         return RT_UNAVAILABLE;
     }
@@ -813,6 +954,7 @@ void net_stop(net_server *s)
     }
     MHD_stop_daemon(s->d);
     net_replay_free(s->replay);
+    net_admit_free(s->adm);
     free(s);
 }
 

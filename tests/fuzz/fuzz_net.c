@@ -151,7 +151,10 @@ static void setup(void)
         .version = "fuzz",
         .fault_injection = 1,
         .rt = S.rt,
-        .meta = {meta_get, meta_put, NULL},
+        .meta = {meta_get, meta_put, NULL, NULL, NULL},
+        /* The harness reaches the actor path; admission has its own target
+         * (fuzz_admit). */
+        .enrollment = NET_ENROLL_OPEN,
     };
     memcpy(nc.hostpubkey, S.svc_pk, 33);
     FUZZ_CHECK(net_start(&nc, &S.srv) == RT_OK);
