@@ -15,7 +15,7 @@ secs=${1:-60}
 shift || true
 cd "$(dirname "$0")/.."
 B=${FUZZ_BUILD:-build-fuzz}
-all=(cmd proto store net_request net_auth auth_header codec)
+all=(cmd proto store net_request net_auth auth_header codec admit)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
