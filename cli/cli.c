@@ -41,9 +41,10 @@ static void usage(FILE *f)
                "Commands:\n"
                "  keygen [--out FILE]             new device host key (hex secret to FILE, 0600)\n"
                "  info                            the service's host public key and version\n"
-               "  dkg --t T (--devices D | --key FILE...) [--out WALLET]\n"
+               "  dkg --t T (--devices D | --key FILE...) [--out WALLET] [--token T]\n"
                "                                  ChillDKG between D simulated devices and the\n"
-               "                                  service (n = D + 1, threshold T)\n"
+               "                                  service (n = D + 1, threshold T); --token: the\n"
+               "                                  operator's enrollment token (hex)\n"
                "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
                "                                  BIP 445 signing session; the signature is\n"
                "                                  verified locally (libsecp256k1)\n"
@@ -227,11 +228,22 @@ static int wallet_load(const char *path, dev_wallet *w)
     return ok;
 }
 
+/* An enrollment token as the operator got it: hex that fits in cap with its NUL. */
+static int token_ok(const char *s, size_t cap)
+{
+    size_t n = strlen(s);
+    if (!n || n >= cap) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789abcdefABCDEF", s[i])) return 0;
+    return 1;
+}
+
 static int cmd_dkg(const char *url, int argc, char **argv)
 {
     long t = 0, devices = 0;
     const char *out = NULL;
     const char *keys[DEV_MAX_N];
+    const char *token = NULL;
     int nkeys = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--t") && i + 1 < argc)
@@ -242,6 +254,8 @@ static int cmd_dkg(const char *url, int argc, char **argv)
             keys[nkeys++] = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
+        else if (!strcmp(argv[i], "--token") && i + 1 < argc)
+            token = argv[++i];
         else
             die(2, "dkg: unknown argument (see --help)");
     }
@@ -252,9 +266,12 @@ static int cmd_dkg(const char *url, int argc, char **argv)
     if (t < 1 || t > n) die(2, "dkg: --t must be in 1..devices+1");
     dev_user u;
     memset(&u, 0, sizeof u);
+    if (token && !token_ok(token, sizeof u.w.token))
+        die(2, "dkg: --token must be hex (at most 79 digits)");
     uint8_t svc[33];
     if (!service_key(url, svc, NULL, 0)) die(1, "cannot reach the service (GET /v1/info)");
     dev_wallet_init(&u.w, (uint32_t)n, (uint32_t)t, 0, svc);
+    if (token) snprintf(u.w.token, sizeof u.w.token, "%s", token);
     for (long i = 1; i < n; i++) {
         u.w.is_dev[i] = 1;
         if (nkeys) {
