@@ -24,6 +24,7 @@
 #include "cg_config.h"
 #include "cx.h"
 #include "dev.h"
+#include "device.h"
 #include "net.h"
 
 static int json_out;
@@ -240,6 +241,7 @@ static int token_ok(const char *s, size_t cap)
 
 static int cmd_dkg(const char *url, int argc, char **argv)
 {
+    if (argc && !strcmp(argv[0], "join")) return cli_dkg_join(url, json_out, argc - 1, argv + 1);
     long t = 0, devices = 0;
     const char *out = NULL;
     const char *keys[DEV_MAX_N];
@@ -317,6 +319,7 @@ static int cmd_dkg(const char *url, int argc, char **argv)
 
 static int cmd_sign(const char *url, int argc, char **argv)
 {
+    if (argc && !strcmp(argv[0], "join")) return cli_sign_join(url, json_out, argc - 1, argv + 1);
     const char *wallet = NULL, *msgh = NULL, *mr = NULL, *signers = NULL;
     int taproot = 0;
     for (int i = 0; i < argc; i++) {
@@ -522,6 +525,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "dkg")) return cmd_dkg(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "sign")) return cmd_sign(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "raw")) return cmd_raw(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "recover")) return cli_recover(url, json_out, sub_argc, sub_argv);
     usage(stderr);
     return 2;
 }
