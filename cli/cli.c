@@ -6,9 +6,11 @@
  *   cosigner-cli --url URL dkg --t T (--devices D | --key FILE...) [--out WALLET]
  *   cosigner-cli --url URL sign --wallet WALLET --msg HEX [--taproot [--merkle-root HEX]]
  *                [--signers I,J,...]
+ *   cosigner-cli dkg join | sign join | recover ...   (device.c)
  *
- * Every device of the wallet is simulated in this process (one request per
- * device per round, concurrently, since each round is a rendezvous).
+ * dkg and sign simulate every device of the wallet in this process (one
+ * request per device per round, concurrently, since each round is a
+ * rendezvous); dkg join, sign join and recover are one device (device.h).
  * Human-readable output by default; --json for scripts. Exit status 0 on
  * success, 1 on a refused or failed operation, 2 on usage errors.
  */
@@ -55,6 +57,21 @@ static void usage(FILE *f)
                "                                  prints \"CODE BODY\" per response; --repeat\n"
                "                                  resends it as is (a replay) or, with\n"
                "                                  --fresh-nonce, signed anew each time\n\n"
+               "One device per process (its own host key and state file):\n"
+               "  dkg join --key K --params P --state S [--token T] [--url U]\n"
+               "                                  this device's ChillDKG steps; P: a file or\n"
+               "                                  inline {\"hostpubkeys\":[hex33...],\"t\":T},\n"
+               "                                  the service's key included; writes the\n"
+               "                                  state S (mode 0600)\n"
+               "  sign join --key K --state S --session SID --msg HEX --signers I,J[,...]\n"
+               "      [--taproot [--merkle-root HEX]] [--url U]\n"
+               "                                  one signer of a session; every signer is given\n"
+               "                                  the same SID (32 bytes hex), msg and signers;\n"
+               "                                  the signature is verified locally\n"
+               "  recover --key K --wallet W --state S [--url U]\n"
+               "                                  rebuilds the state S from the host key and the\n"
+               "                                  service's recovery data (ChillDKG recover)\n"
+               "\n"
                "Options:\n"
                "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
                "  --json      machine-readable output\n");
