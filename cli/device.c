@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libgen.h>
+#include <unistd.h>
+
 #include <jansson.h>
 
 #include "cosigner_device.h"
@@ -138,6 +141,16 @@ static int load_params(const char *arg, uint8_t (*hpk)[CDEV_PUBKEY_LEN], uint32_
     return ok;
 }
 
+/* Whether a state file can be written at path: checked before a DKG, since
+ * a share that cannot be saved is lost to this run (recover gets it back,
+ * but only once the service serves its recovery data). */
+static int state_writable(const char *path)
+{
+    char dup[4096];
+    if (snprintf(dup, sizeof dup, "%s", path) >= (int)sizeof dup) return 0;
+    return access(dirname(dup), W_OK | X_OK) == 0;
+}
+
 int cli_dkg_join(const char *url, int json, int argc, char **argv)
 {
     const char *keyf = NULL, *params = NULL, *state = NULL, *token = NULL;
@@ -164,6 +177,9 @@ int cli_dkg_join(const char *url, int json, int argc, char **argv)
                        "dkg join: --params must be {\"hostpubkeys\": [hex33...], \"t\": int} "
                        "(a file or inline), 1 <= t <= n <= 32",
                        NULL, CDEV_OK);
+    if (!state_writable(state))
+        return failure(json, 1, "dkg join: the state file's directory is not writable", NULL,
+                       CDEV_OK);
     cdev_device *d = NULL;
     int rc = open_device(json, keyf, &d);
     if (rc) return rc;
@@ -290,6 +306,9 @@ int cli_recover(const char *url, int json, int argc, char **argv)
                        CDEV_OK);
     if (!unhex(wid, sizeof wid, walleth, strlen(walleth)))
         return failure(json, 2, "recover: --wallet must be the 32-byte wallet id in hex", NULL,
+                       CDEV_OK);
+    if (!state_writable(state))
+        return failure(json, 1, "recover: the state file's directory is not writable", NULL,
                        CDEV_OK);
     cdev_device *d = NULL;
     int rc = open_device(json, keyf, &d);
