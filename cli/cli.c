@@ -6,9 +6,11 @@
  *   cosigner-cli --url URL dkg --t T (--devices D | --key FILE...) [--out WALLET]
  *   cosigner-cli --url URL sign --wallet WALLET --msg HEX [--taproot [--merkle-root HEX]]
  *                [--signers I,J,...]
+ *   cosigner-cli dkg join | sign join | recover ...   (device.c)
  *
- * Every device of the wallet is simulated in this process (one request per
- * device per round, concurrently, since each round is a rendezvous).
+ * dkg and sign simulate every device of the wallet in this process (one
+ * request per device per round, concurrently, since each round is a
+ * rendezvous); dkg join, sign join and recover are one device (device.h).
  * Human-readable output by default; --json for scripts. Exit status 0 on
  * success, 1 on a refused or failed operation, 2 on usage errors.
  */
@@ -25,6 +27,7 @@
 #include "cx.h"
 #include "admin.h"
 #include "dev.h"
+#include "device.h"
 #include "net.h"
 
 static int json_out;
@@ -38,27 +41,46 @@ static uint64_t net_unix_ms_cli(void)
 
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "Usage: cosigner-cli [--url URL] [--json] COMMAND [ARGS]\n\n"
-        "Commands:\n"
-        "  keygen [--out FILE]             new device host key (hex secret to FILE, 0600)\n"
-        "  info                            the service's host public key and version\n"
-        "  dkg --t T (--devices D | --key FILE...) [--token T | --admin-key FILE] [--out WALLET]\n"
-        "                                  ChillDKG between D simulated devices and the\n"
-        "                                  service (n = D + 1, threshold T)\n"
-        "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
-        "                                  BIP 445 signing session; the signature is\n"
-        "                                  verified locally (libsecp256k1)\n"
-        "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
-        "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]]\n"
-        "                                  one hand-made (optionally signed) request;\n"
-        "                                  prints \"CODE BODY\" per response; --repeat\n"
-        "                                  resends it as is (a replay) or, with\n"
-        "                                  --fresh-nonce, signed anew each time\n\n"
-        "Options:\n"
-        "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
-        "  --json      machine-readable output\n");
+    fprintf(f,
+            "Usage: cosigner-cli [--url URL] [--json] COMMAND [ARGS]\n\n"
+            "Commands:\n"
+            "  keygen [--out FILE]             new device host key (hex secret to FILE, 0600)\n"
+            "  info                            the service's host public key and version\n"
+            "  dkg --t T (--devices D | --key FILE...) [--out WALLET] [--token T | --admin-key F]\n"
+            "                                  ChillDKG between D simulated devices and the\n"
+            "                                  service (n = D + 1, threshold T); --token: the\n"
+            "                                  operator's enrollment token (hex); --admin-key:\n"
+            "                                  mint one for these devices with that key\n"
+            "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
+            "                                  BIP 445 signing session; the signature is\n"
+            "                                  verified locally (libsecp256k1)\n"
+            "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
+            "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]]\n"
+            "                                  one hand-made (optionally signed) request;\n"
+            "                                  prints \"CODE BODY\" per response; --repeat\n"
+            "                                  resends it as is (a replay) or, with\n"
+            "                                  --fresh-nonce, signed anew each time\n\n"
+            "One device per process (its own host key and state file):\n"
+            "  dkg join --key K --params P --state S [--token T] [--url U]\n"
+            "                                  this device's ChillDKG steps; P: a file or\n"
+            "                                  inline {\"hostpubkeys\":[hex33...],\"t\":T},\n"
+            "                                  the service's key included; writes the\n"
+            "                                  state S (mode 0600)\n"
+            "  sign join --key K --state S --session SID --msg HEX --signers I,J[,...]\n"
+            "      [--taproot [--merkle-root HEX]] [--url U]\n"
+            "                                  one signer of a session; every signer is given\n"
+            "                                  the same SID (32 bytes hex), msg and signers;\n"
+            "                                  the signature is verified locally\n"
+            "  recover --key K --wallet W --state S [--url U]\n"
+            "                                  rebuilds the state S from the host key and the\n"
+            "                                  service's recovery data (ChillDKG recover)\n"
+            "\n"
+            "Operator (signed with an admin key; see cosigner-cli admin):\n"
+            "  admin enroll|revoke|grant|wallets|wallet|audit --admin-key FILE ...\n"
+            "\n"
+            "Options:\n"
+            "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
+            "  --json      machine-readable output\n");
 }
 
 static void die(int code, const char *msg)
@@ -230,16 +252,25 @@ static int wallet_load(const char *path, dev_wallet *w)
     return ok;
 }
 
+/* An enrollment token as the operator got it: hex that fits in cap with its NUL. */
+static int token_ok(const char *s, size_t cap)
+{
+    size_t n = strlen(s);
+    if (!n || n >= cap) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789abcdefABCDEF", s[i])) return 0;
+    return 1;
+}
+
 static int cmd_dkg(const char *url, int argc, char **argv)
 {
+    if (argc && !strcmp(argv[0], "join")) return cli_dkg_join(url, json_out, argc - 1, argv + 1);
     long t = 0, devices = 0;
     const char *out = NULL, *token = NULL, *admin_key = NULL;
     const char *keys[DEV_MAX_N];
     int nkeys = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--token") && i + 1 < argc)
-            token = argv[++i];
-        else if (!strcmp(argv[i], "--admin-key") && i + 1 < argc)
+        if (!strcmp(argv[i], "--admin-key") && i + 1 < argc)
             admin_key = argv[++i];
         else if (!strcmp(argv[i], "--t") && i + 1 < argc)
             t = strtol(argv[++i], NULL, 10);
@@ -249,6 +280,8 @@ static int cmd_dkg(const char *url, int argc, char **argv)
             keys[nkeys++] = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
+        else if (!strcmp(argv[i], "--token") && i + 1 < argc)
+            token = argv[++i];
         else
             die(2, "dkg: unknown argument (see --help)");
     }
@@ -259,9 +292,12 @@ static int cmd_dkg(const char *url, int argc, char **argv)
     if (t < 1 || t > n) die(2, "dkg: --t must be in 1..devices+1");
     dev_user u;
     memset(&u, 0, sizeof u);
+    if (token && !token_ok(token, sizeof u.w.token))
+        die(2, "dkg: --token must be hex (at most 79 digits)");
     uint8_t svc[33];
     if (!service_key(url, svc, NULL, 0)) die(1, "cannot reach the service (GET /v1/info)");
     dev_wallet_init(&u.w, (uint32_t)n, (uint32_t)t, 0, svc);
+    if (token) snprintf(u.w.token, sizeof u.w.token, "%s", token);
     for (long i = 1; i < n; i++) {
         u.w.is_dev[i] = 1;
         if (nkeys) {
@@ -271,7 +307,6 @@ static int cmd_dkg(const char *url, int argc, char **argv)
             die(1, "key generation failed");
         }
     }
-    if (token) snprintf(u.w.token, sizeof u.w.token, "%s", token);
     if (admin_key) {
         /* Demo convenience: the operator's key mints a token for exactly
          * these devices, as `admin enroll` would. */
@@ -321,6 +356,7 @@ static int cmd_dkg(const char *url, int argc, char **argv)
 
 static int cmd_sign(const char *url, int argc, char **argv)
 {
+    if (argc && !strcmp(argv[0], "join")) return cli_sign_join(url, json_out, argc - 1, argv + 1);
     const char *wallet = NULL, *msgh = NULL, *mr = NULL, *signers = NULL;
     int taproot = 0;
     for (int i = 0; i < argc; i++) {
@@ -526,6 +562,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "dkg")) return cmd_dkg(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "sign")) return cmd_sign(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "raw")) return cmd_raw(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "recover")) return cli_recover(url, json_out, sub_argc, sub_argv);
     if (!strcmp(cmd, "admin")) return cli_admin(url, sub_argc, sub_argv);
     usage(stderr);
     return 2;

@@ -156,6 +156,10 @@ static void dkg_finish(dev_user *u)
                 fail(u, 0, "%sservice reported a different threshold key", "");
                 ok = 0;
             }
+            if (u->recovery && rl <= u->recovery_cap) {
+                memcpy(u->recovery, rec, rl);
+                u->recovery_len = rl;
+            }
             memcpy(u->w.secshare[i], out.secshare, 32);
             memcpy(u->w.thresh_pk, out.threshold_pubkey, 33);
             memcpy(u->w.pubshares, out.pubshares, sizeof out.pubshares[0] * u->w.n);
@@ -256,6 +260,7 @@ void dev_dkg(dev_user *u)
         return;
     }
     u->st = s;
+    u->recovery_len = 0;
     s->params.n = u->w.n;
     s->params.t = u->w.t;
     json_t *hpk = json_array();
@@ -278,7 +283,10 @@ void dev_dkg(dev_user *u)
         }
         bodies[i] = json_pack("{s:{s:O,s:i},s:o}", "params", "hostpubkeys", hpk, "t", (int)u->w.t,
                               "pmsg1", jhex(pmsg1, len));
-        if (u->w.token[0]) json_object_set_new(bodies[i], "token", json_string(u->w.token));
+        /* Only when there is one: a wallet created without enrollment
+         * control sends exactly the body it always did. */
+        if (bodies[i] && u->w.token[0])
+            json_object_set_new(bodies[i], "token", json_string(u->w.token));
     }
     json_decref(hpk);
     if (u->failed) {
@@ -434,7 +442,10 @@ void dev_sign(dev_user *u, const uint32_t *signers, size_t count, const uint8_t 
     u->msg_len = msg_len;
     s->count = count;
     memcpy(s->ids, signers, count * sizeof *signers);
-    cx_random(s->sid, 32);
+    if (u->fixed_session_id)
+        memcpy(s->sid, u->session_id, 32);
+    else
+        cx_random(s->sid, 32);
     char wid[65], sid[65];
     net_hex_encode(wid, u->w.wallet_id, 32);
     net_hex_encode(sid, s->sid, 32);

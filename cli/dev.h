@@ -27,8 +27,10 @@ typedef struct dev_wallet {
     uint8_t wallet_id[32];
     uint8_t thresh_pk[33];
     uint8_t pubshares[DEV_MAX_N][33];
-    int ready;      /* DKG completed */
-    char token[80]; /* enrollment token sent with every device's DKG round 1; "" = none */
+    int ready; /* DKG completed */
+    /* Enrollment token the operator minted for this wallet, sent as "token"
+     * in every device's DKG round 1 body; "" = none (the field is omitted). */
+    char token[80];
 } dev_wallet;
 
 typedef enum dev_phase { DEV_DKG1 = 0, DEV_DKG2, DEV_SIGN1, DEV_SIGN2, DEV_PHASES } dev_phase;
@@ -69,6 +71,16 @@ struct dev_user {
     cg_frost_signers *signers;
     uint32_t signers_ids[DEV_MAX_N];
     size_t signers_count;
+    /* Devices in separate processes must post the same session id, agreed out
+     * of band: with fixed_session_id set, dev_sign uses session_id instead of
+     * a fresh random one. */
+    int fixed_session_id;
+    uint8_t session_id[32];
+    /* If recovery is non-NULL (recovery_cap bytes, caller-owned), dev_dkg
+     * copies the ChillDKG recovery data there and sets recovery_len (0 if it
+     * did not fit or the DKG failed). */
+    uint8_t *recovery;
+    size_t recovery_cap, recovery_len;
 };
 
 /* Frees what the user holds between operations (not the wallet). */
