@@ -55,7 +55,7 @@ static void usage(FILE *f)
             "                                  BIP 445 signing session; the signature is\n"
             "                                  verified locally (libsecp256k1)\n"
             "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
-            "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]]\n"
+            "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]] [--print-auth]\n"
             "                                  one hand-made (optionally signed) request;\n"
             "                                  prints \"CODE BODY\" per response; --repeat\n"
             "                                  resends it as is (a replay) or, with\n"
@@ -471,7 +471,7 @@ static int cmd_raw(const char *url, int argc, char **argv)
     if (argc < 2) die(2, "raw: need METHOD PATH");
     raw_auth ra = {.method = argv[0], .path = argv[1]};
     const char *keyf = NULL;
-    int repeat = 1, fresh = 0;
+    int repeat = 1, fresh = 0, print_auth = 0;
     char *fbody = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--body") && i + 1 < argc)
@@ -494,6 +494,8 @@ static int cmd_raw(const char *url, int argc, char **argv)
             ra.nonceh = argv[++i];
         else if (!strcmp(argv[i], "--bad-sig"))
             ra.bad_sig = 1;
+        else if (!strcmp(argv[i], "--print-auth"))
+            print_auth = 1;
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
             repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--fresh-nonce"))
@@ -506,6 +508,15 @@ static int cmd_raw(const char *url, int argc, char **argv)
     if (keyf) {
         if (!read_key(keyf, ra.sk, ra.pk)) die(1, "raw: cannot read the key file");
         raw_sign(&ra, auth);
+    }
+    if (print_auth) {
+        /* For tools that need the whole response (headers too): sign here,
+         * send with them. */
+        if (!keyf) die(2, "raw: --print-auth needs --key");
+        printf("%s\n", auth);
+        cx_wipe(ra.sk, sizeof ra.sk);
+        free(fbody);
+        return 0;
     }
     http_client *c = http_new(url, 4);
     for (int k = 0; k < repeat; k++) {

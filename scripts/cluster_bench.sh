@@ -16,6 +16,9 @@
 # Usage: scripts/cluster_bench.sh [BUILD_DIR]
 # Env: USERS (300) CONC (64) SESSIONS (10) FO_CYCLES (5) TTL (5000)
 set -euo pipefail
+# Wallets here are created without enrollment control (admission has its
+# own tests, tests/net/admission_test.sh).
+export COSIGNERD_ENROLLMENT=open
 cd "$(dirname "$0")/.."
 B=${1:-build}
 D=$B/src/cosignerd

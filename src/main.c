@@ -1092,15 +1092,45 @@ int main(int argc, char **argv)
           CG_VERSION, host, net_port(srv), KV(c.data_dir), store_backend_name(st),
           clustered ? KV(node_id) : "-", clustered ? KV(node_url) : "-", pkh, KV(behaviour_name()),
           c.workers, c.idle_threshold_ms, (int)c.fault_injection);
-    fprintf(stderr,
-            "\ncosignerd is listening on http://%s:%u\n"
-            "  try:  curl -s http://%s:%u/v1/info\n"
-            "        cosigner-cli --url http://%s:%u keygen --out device.key\n"
-            "        cosigner-cli --url http://%s:%u dkg --devices 1 --t 2 --out wallet.json\n"
-            "        cosigner-cli --url http://%s:%u sign --wallet wallet.json --msg 68656c6c6f\n"
-            "  metrics: curl -s http://%s:%u/metrics\n\n",
-            host, net_port(srv), host, net_port(srv), host, net_port(srv), host, net_port(srv),
-            host, net_port(srv), host, net_port(srv));
+    {
+        char u[128];
+        snprintf(u, sizeof u, "http://%s:%u", host, net_port(srv));
+        fprintf(stderr, "\ncosignerd is listening on %s (enrollment = %s)\n", u, c.enrollment);
+        fprintf(stderr,
+                "  try:  curl -s %s/v1/info\n"
+                "        cosigner-cli --url %s keygen --out device.key\n",
+                u, u);
+        if (enroll == NET_ENROLL_OPEN)
+            fprintf(stderr,
+                    "        cosigner-cli --url %s dkg --key device.key --t 2 --out wallet.json\n",
+                    u);
+        else if (*admin_path) {
+            /* A path is operator text: no control character may start a
+             * line that looks like a log event. */
+            char shown[sizeof admin_path];
+            snprintf(shown, sizeof shown, "%s", admin_path);
+            for (char *p = shown; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+            fprintf(stderr,
+                    "        cosigner-cli --url %s admin enroll --admin-key %s --device-key "
+                    "device.key\n"
+                    "            (mints a one-time enrollment token for that device; prints "
+                    "\"token\")\n"
+                    "        cosigner-cli --url %s dkg --key device.key --t 2 --token TOKEN --out "
+                    "wallet.json\n",
+                    u, shown, u);
+        } else
+            fprintf(stderr,
+                    "        cosigner-cli --url %s admin enroll --admin-key ADMIN_KEY --device-key "
+                    "device.key\n"
+                    "        cosigner-cli --url %s dkg --key device.key --t 2 --token TOKEN --out "
+                    "wallet.json\n",
+                    u, u);
+        fprintf(stderr,
+                "        cosigner-cli --url %s sign --wallet wallet.json --msg 68656c6c6f\n"
+                "  metrics: curl -s %s/metrics\n\n",
+                u, u);
+    }
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%u\nMAINPID=%lu", host, net_port(srv),
                (unsigned long)getpid());
 

@@ -654,11 +654,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         atomic_fetch_add(&s->requests, 1);
         snprintf(q->method, sizeof q->method, "%s", method);
         ip_of(c, q->ip);
-        uint32_t retry_ms;
-        if (!net_admit_addr_ok(s->adm, q->ip, net_unix_ms(), &retry_ms)) {
-            static const char m[] = "too many failed authentications from this address";
-            return send_error(q, RT_RESOURCE_EXHAUSTED, m, sizeof m - 1, 0, retry_ms);
-        }
         if (strlen(url) > s->cfg.url_max) return fail(q, NET_ST_URI_TOO_LONG, "URL too long");
         snprintf(q->path, sizeof q->path, "%s", url);
         if (atomic_load(&s->connections) > s->cfg.max_connections) {
@@ -676,6 +671,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (cl && strtoull(cl, NULL, 10) > s->cfg.body_max)
             return fail(q, NET_ST_PAYLOAD_TOO_LARGE, "request body too large");
         if (q->route >= NET_R_DKG1) {
+            /* An address that keeps failing to authenticate is refused
+             * before its next signature check (the expensive part); the
+             * unauthenticated service endpoints stay reachable for
+             * monitoring. */
+            uint32_t retry_ms;
+            if (!net_admit_addr_ok(s->adm, q->ip, net_unix_ms(), &retry_ms)) {
+                static const char m[] = "too many failed authentications from this address";
+                return send_error(q, RT_RESOURCE_EXHAUSTED, m, sizeof m - 1, 0, retry_ms);
+            }
             const char *a =
                 MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
             if (!a) {

@@ -81,6 +81,7 @@
 #include <secp256k1_schnorrsig.h>
 
 #include "cg_dkg.h"
+#include "admin.h"
 #include "cg_frost.h"
 #include "cx.h"
 #include "http.h"
@@ -131,7 +132,7 @@ static struct {
     uint64_t faults[F_COUNT_];
     uint64_t requests, responses, transport_cut, late;
     uint64_t by_code[32];
-    uint64_t dkg_ok, sign_ok, sign_verified, ops_failed_faulty, ops_cut;
+    uint64_t dkg_ok, sign_ok, sign_verified, ops_failed_faulty, ops_cut, mint_failures;
     uint64_t flood_429, nonces, scans, scanned_windows, violations;
     uint64_t store_fail_seen, evicted_sessions, evicted_clean, storms, quarantined_seen;
     uint64_t failover_ops, carried_over;
@@ -588,6 +589,7 @@ typedef struct wallet {
     int no, clean, retired, final_done;
     uint32_t n, t, ndev; /* devices are 0..ndev-1, the service is n-1 */
     uint8_t sk[MAXN][32], pk[MAXN][33];
+    char token[65]; /* the enrollment token minted for these device keys ("" = none yet) */
     /* acknowledged DKG */
     int acked;
     uint8_t wid[32];
@@ -777,6 +779,7 @@ static void start_dkg(wallet *w)
         }
         bodies[i] = json_pack("{s:{s:O,s:i},s:o}", "params", "hostpubkeys", hpk, "t", (int)w->t,
                               "pmsg1", jhex(pmsg1, len));
+        if (w->token[0]) json_object_set_new(bodies[i], "token", json_string(w->token));
     }
     json_decref(hpk);
     w->pending = (int)w->ndev;
@@ -1267,6 +1270,24 @@ static void flood(wallet *w)
         post(w, 0, RQ_FLOOD, "GET", p, NULL);
 }
 
+/* The daemons run with enrollment = token, as a fresh install does: like a
+ * real operator, the harness mints a one-time token for each new set of
+ * device keys with its admin key. A refused or unreachable mint (a node
+ * being killed) is not a finding: the wallet tries again later. */
+static uint8_t ADMIN_SK[32];
+
+static int enroll(wallet *w)
+{
+    char err[300];
+    w->token[0] = 0;
+    if (admin_mint_token(D.url, ADMIN_SK, (const uint8_t(*)[33])w->pk, w->ndev, w->token, err,
+                         sizeof err))
+        return 1;
+    C.mint_failures++;
+    w->token[0] = 0;
+    return 0;
+}
+
 static void schedule_wallet(wallet *w, double now)
 {
     if (w->state != W_IDLE || now < w->next_at || w->retired) return;
@@ -1276,6 +1297,10 @@ static void schedule_wallet(wallet *w, double now)
         if (w->clean && now < STORE_FAULT_QUIET_UNTIL) return;
         wallet_keys(w);
         w->cmsg1_len = 0;
+        if (!enroll(w)) {
+            w->next_at = now + 200;
+            return;
+        }
         start_dkg(w);
         return;
     }
@@ -1318,6 +1343,7 @@ static void schedule_wallet(wallet *w, double now)
         w->expect_errors = 1;
         wallet_keys(w);
         w->cmsg1_len = 0;
+        enroll(w); /* without a token the DKG is refused: an expected error */
         /* Round 1 writes the wallet's metadata, round 2 commits its DKG
          * output: fail one or the other. */
         w->store_fault = 1 + (int)rnd(2);
@@ -1551,6 +1577,17 @@ int main(int argc, char **argv)
            "%s\n",
            O.seed, O.seconds, O.kills, O.clean, O.faulty, NNODES, NNODES > 1 ? "s" : "", ND[0].log);
     fflush(stdout);
+    {
+        /* One admin key for every node (a cluster shares its admins). */
+        uint8_t apk[33];
+        char h[67];
+        do
+            cx_random(ADMIN_SK, 32);
+        while (!cx_pubkey_from_seckey(apk, ADMIN_SK));
+        net_hex_encode(h, apk, 33);
+        setenv("COSIGNERD_ADMIN_PUBKEYS", h, 1);
+        setenv("COSIGNERD_ENROLLMENT", "token", 1);
+    }
     for (int i = 0; i < NNODES; i++)
         daemon_start(i);
     CUR = 0;
@@ -1624,6 +1661,8 @@ int main(int argc, char **argv)
            " (verified %" PRIu64 "), faulty-wallet ops failed %" PRIu64
            ", ops cut by a crash %" PRIu64 "\n",
            NW, acked, C.dkg_ok, C.sign_ok, C.sign_verified, C.ops_failed_faulty, C.ops_cut);
+    printf("enrollment tokens that could not be minted (node down): %" PRIu64 "\n",
+           C.mint_failures);
     printf("service nonces recorded %" PRIu64 " (distinct %zu), mailbox refusals in floods %" PRIu64
            "\n",
            C.nonces, NONCES.len, C.flood_429);

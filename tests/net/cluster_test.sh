@@ -16,6 +16,9 @@
 #
 # Skips (exit 77, loudly) only when the PostgreSQL server binaries are absent.
 set -euo pipefail
+# Wallets here are created without enrollment control (admission has its
+# own tests, tests/net/admission_test.sh).
+export COSIGNERD_ENROLLMENT=open
 D=$1
 CLI=$2
 SECTION=$3

@@ -100,8 +100,15 @@ rc=0; cli dkg join --key "$T/ka" --params '{"hostpubkeys": [], "t": 1}' --state 
 [ ! -e "$T/x" ] || fail "a refused join wrote a state file"
 
 # DKG: the two devices as two processes; round 1 is held until both posted.
-cli --json dkg join --key "$T/ka" --params "$T/params.json" --state "$T/sa" >"$T/dkg.a" & A=$!
-cli --json dkg join --key "$T/kb" --params "$(cat "$T/params.json")" --state "$T/sb" >"$T/dkg.b" & B=$!
+# The daemon runs as a fresh install does (enrollment = token): without a
+# token the wallet is refused; the operator mints one for exactly these two
+# device keys with the bootstrap admin key, and both devices present it.
+rc=0; cli dkg join --key "$T/ka" --params "$T/params.json" --state "$T/x" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q 'PERMISSION_DENIED' "$T/err" || fail "dkg join without a token: rc $rc $(cat "$T/err")"
+TOKEN=$(field "$(cli admin enroll --admin-key "$T/data/admin.key" --device "$PA" --device "$PB")" token)
+[ ${#TOKEN} -eq 64 ] || fail "admin enroll gave no token"
+cli --json dkg join --key "$T/ka" --params "$T/params.json" --state "$T/sa" --token "$TOKEN" >"$T/dkg.a" & A=$!
+cli --json dkg join --key "$T/kb" --params "$(cat "$T/params.json")" --state "$T/sb" --token "$TOKEN" >"$T/dkg.b" & B=$!
 wait $A || fail "dkg join A: $(cat "$T/dkg.a")"
 wait $B || fail "dkg join B: $(cat "$T/dkg.b")"
 W=$(field "$(cat "$T/dkg.a")" wallet_id)

@@ -7,6 +7,9 @@
 # SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault | config | notify |
 #          bench
 set -euo pipefail
+# Wallets here are created without enrollment control (admission has its
+# own tests, tests/net/admission_test.sh).
+export COSIGNERD_ENROLLMENT=open
 D=$1
 CLI=$2
 SECTION=$3
@@ -434,7 +437,7 @@ config)
     # a provisioned key serves the store; nothing is written to DATA_DIR/master.key
     head -c 32 /dev/urandom >"$T/mk"
     chmod 600 "$T/mk"
-    start --master-key "$T/mk"
+    start --master-key "$T/mk" --enrollment open
     cli dkg --t 2 --devices 1 --out "$T/w.json" >/dev/null || fail "dkg with a configured master key"
     stop
     [ ! -e "$T/data/master.key" ] || fail "master.key created beside a configured key"
@@ -453,7 +456,7 @@ config)
     ! grep -q 'event=started' "$T/err" || fail "started with the wrong key"
     # and with its key again, the wallet is there
     STARTS=2
-    start --master-key "$T/mk"
+    start --master-key "$T/mk" --enrollment open
     cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "sign after key checks"
     [ "$(cli --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')" = "$(awk '{ print $2 }' <<<"$ver")" ] ||
         fail "--version and /v1/info disagree: $ver"
