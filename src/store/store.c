@@ -223,6 +223,44 @@ static rt_status create_key_file(const char *dir, const char *path, uint8_t *mk,
 
 /* ---------------------------------------------------------- committer -- */
 
+/*
+ * Overwrites a value in place in the data file with zeros and makes that
+ * durable. v must come from mdb_get as the first access of a write
+ * transaction (its page is not dirty yet), so it points into LMDB's
+ * read-only, MAP_SHARED map of data.mdb: its file offset is its distance
+ * from the map's base, and the zeros written through the file descriptor
+ * are what the map (and any reader) sees from then on. Returns an errno
+ * that aborts the transaction, or 0.
+ */
+static int wipe_value(store *s, const MDB_val *v)
+{
+    MDB_envinfo ei;
+    uintptr_t base = 0, p = (uintptr_t)v->mv_data;
+    size_t maplen = s->map_len;
+    if (mdb_env_info(s->env, &ei) == 0 && ei.me_mapaddr) {
+        base = (uintptr_t)ei.me_mapaddr; /* MDB_FIXEDMAP only; else located at open */
+        maplen = ei.me_mapsize;
+    } else if (s->map_base) {
+        base = (uintptr_t)s->map_base;
+    }
+    if (!base || p < base || v->mv_size > maplen || p - base > maplen - v->mv_size)
+        return ENOTSUP; /* not in the map: refuse rather than delete without wiping */
+    int fd;
+    if (mdb_env_get_fd(s->env, &fd)) return EIO;
+    static const uint8_t zeros[4096];
+    off_t off = (off_t)(p - base);
+    size_t left = v->mv_size;
+    while (left) {
+        size_t n = left < sizeof zeros ? left : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? errno : EIO;
+        off += w;
+        left -= (size_t)w;
+    }
+    return fdatasync(fd) == 0 ? 0 : errno;
+}
+
 /* Applies one request inside the batch's write transaction. Returns an LMDB
  * error that breaks the whole transaction (0 otherwise); the request's own
  * outcome goes to r->st. */
@@ -241,7 +279,16 @@ static int apply_req(store *s, MDB_txn *txn, req *r)
         return rc;
     }
     uint8_t t[ACC_LEN];
-    if (r->kind == REQ_DELETE) {
+    if (r->kind == REQ_WIPE) {
+        MDB_val rv;
+        int wrc = mdb_get(txn, s->db_rec, &k, &rv);
+        if (wrc == 0) {
+            if ((wrc = wipe_value(s, &rv)) != 0) return wrc;
+        } else if (wrc != MDB_NOTFOUND) {
+            return wrc;
+        }
+    }
+    if (r->kind == REQ_DELETE || r->kind == REQ_WIPE) {
         if (rc == MDB_NOTFOUND) {
             r->st = RT_NOT_FOUND;
             return 0;
@@ -361,7 +408,11 @@ static void *committer_main(void *arg)
         }
         unsigned limit = s->group_commit ? s->max_batch : 1, n = 0;
         req *batch = s->head, *last = NULL;
+        /* A wipe commits alone: its value must be untouched by earlier
+         * changes of the same transaction (see wipe_value). */
+        if (batch->kind == REQ_WIPE) limit = 1;
         for (req *r = s->head; r && n < limit; r = r->next) {
+            if (n && r->kind == REQ_WIPE) break;
             last = r;
             n++;
         }
@@ -850,7 +901,7 @@ rt_status store_put_sync(store *s, const rt_key *key, const uint8_t *rec, size_t
     return waiter_wait(&w);
 }
 
-rt_status store_delete(store *s, const rt_key *key)
+static rt_status delete_req(store *s, const rt_key *key, int kind)
 {
     waiter w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
@@ -861,7 +912,7 @@ rt_status store_delete(store *s, const rt_key *key)
         pthread_cond_destroy(&w.cv);
         return RT_RESOURCE_EXHAUSTED;
     }
-    r->kind = REQ_DELETE;
+    r->kind = s->pg ? REQ_DELETE : kind; /* PostgreSQL: see store_wipe in store.h */
     r->key = *key;
     if (s->pg) store_pg_lease_of(s, key, r);
     r->done = waiter_done;
@@ -871,6 +922,16 @@ rt_status store_delete(store *s, const rt_key *key)
         waiter_done(&w, RT_UNAVAILABLE);
     }
     return waiter_wait(&w);
+}
+
+rt_status store_delete(store *s, const rt_key *key)
+{
+    return delete_req(s, key, REQ_DELETE);
+}
+
+rt_status store_wipe(store *s, const rt_key *key)
+{
+    return delete_req(s, key, REQ_WIPE);
 }
 
 rt_status store_iterate(store *s, store_iter_cb cb, void *arg)
