@@ -261,6 +261,97 @@ static int wipe_value(store *s, const MDB_val *v)
     return fdatasync(fd) == 0 ? 0 : errno;
 }
 
+static int write_root(store *s, MDB_txn *txn);
+
+/* mdb_reader_list's lines: "%10d %zx %s" = pid, thread, txnid or "-". */
+static int oldest_reader_line(const char *msg, void *ctx)
+{
+    size_t *oldest = ctx;
+    int pid;
+    size_t tid;
+    unsigned long long txn;
+    if (sscanf(msg, "%d %zx %llu", &pid, &tid, &txn) == 3 && txn < *oldest) *oldest = (size_t)txn;
+    return 0;
+}
+
+/*
+ * Zeroes every page on LMDB's free list that no snapshot can still read:
+ * where the older copies of a wiped record lie. Every write copies the
+ * pages it changes (copy on write), so the leaf that held a small record
+ * was copied, bytes and all, each time any record beside it changed, and
+ * those copies wait on the free list, intact, for LMDB to reuse them.
+ *
+ * Which pages are safe is LMDB's own rule for reusing them: those freed by
+ * a transaction older than the oldest live reader and older than the
+ * previous commit (whose tree the other meta page still names). A dummy
+ * commit first (the index root rewritten as it is) makes the wipe's own
+ * commit old enough, so the pages it freed are scrubbed too. All of it runs
+ * inside one write transaction, which holds LMDB's writer lock: no other
+ * writer (store_put_meta runs on its caller's thread) can take one of these
+ * pages meanwhile. A page still held by a long reader is left for the next
+ * scrub. Committer thread only.
+ */
+static int scrub_free_pages(store *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) return rc;
+    if ((rc = write_root(s, txn))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = mdb_txn_commit(txn))) return rc; /* frees txn */
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) return rc;
+    size_t oldest = mdb_txn_id(txn) - 1;
+    mdb_reader_list(s->env, oldest_reader_line, &oldest);
+    /* LMDB lets only a read-only transaction read the free list; this one
+     * sees the last commit, which nobody can change while txn is open. */
+    MDB_txn *rd = NULL;
+    MDB_stat ms;
+    int fd;
+    MDB_cursor *c = NULL;
+    if ((rc = mdb_env_stat(s->env, &ms)) || (rc = mdb_env_get_fd(s->env, &fd)) ||
+        (rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rd)) ||
+        (rc = mdb_cursor_open(rd, 0 /* the free list */, &c))) {
+        if (rd) mdb_txn_abort(rd);
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    uint8_t *zeros = calloc(1, ms.ms_psize);
+    if (!zeros) rc = ENOMEM;
+    MDB_val k, v;
+    while (!rc && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+        size_t freed_by;
+        if (k.mv_size != sizeof freed_by || v.mv_size < sizeof(size_t)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(&freed_by, k.mv_data, sizeof freed_by);
+        if (freed_by >= oldest) break; /* keys ascend: the rest are newer */
+        const size_t *idl = v.mv_data; /* count, then page numbers */
+        size_t count = idl[0];
+        if (count > v.mv_size / sizeof(size_t) - 1) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        for (size_t i = 1; !rc && i <= count; i++) {
+            off_t off = (off_t)idl[i] * (off_t)ms.ms_psize;
+            ssize_t w;
+            do
+                w = pwrite(fd, zeros, ms.ms_psize, off);
+            while (w < 0 && errno == EINTR);
+            if (w != (ssize_t)ms.ms_psize) rc = w < 0 ? errno : EIO;
+        }
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    if (!rc && fdatasync(fd)) rc = errno;
+    free(zeros);
+    mdb_cursor_close(c);
+    mdb_txn_abort(rd);
+    mdb_txn_abort(txn); /* it changed nothing LMDB knows about */
+    return rc;
+}
+
 /* Applies one request inside the batch's write transaction. Returns an LMDB
  * error that breaks the whole transaction (0 otherwise); the request's own
  * outcome goes to r->st. */
@@ -421,10 +512,15 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        if (s->pg)
+        if (s->pg) {
             store_pg_commit_batch(s, batch, n);
-        else
+        } else {
             commit_batch(s, batch, n);
+            /* The record is gone from the tree; now its older copies. A
+             * failure is reported: the pages wait for the next wipe. */
+            if (batch->kind == REQ_WIPE && batch->st == RT_OK && scrub_free_pages(s) != 0)
+                batch->st = RT_UNAVAILABLE;
+        }
         for (req *r = batch, *nx; r; r = nx) {
             nx = r->next;
             r->done(r->arg, r->st);
