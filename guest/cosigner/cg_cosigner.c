@@ -801,7 +801,8 @@ rt_status cg_actor_handle(cg_actor *a, const cg_host *h, void *hctx, const uint8
     if (dst != RT_OK) {
         act_reply_err(a, RT_INVALID_ARGUMENT, 0, "malformed command");
     } else if (!a->inited || !a->has_hostkey) {
-        act_reply_err(a, RT_FAILED_PRECONDITION, 0, "actor not initialised");
+        /* A host that skipped init or set_hostkey: its bug, not the request's. */
+        act_reply_err(a, RT_INTERNAL, 0, "actor not initialised");
     } else {
         switch (c.kind) {
         case CG_CMD_DKG_ROUND1:
