@@ -870,6 +870,10 @@ int main(int argc, char **argv)
         logkv("error", "config_invalid", "reason=%s", KVQ(aerr));
         return 1;
     }
+    if (c.retire_grace_s > 100ull * 366 * 86400) { /* keeps every ms sum in range */
+        logkv("error", "config_invalid", "reason=%s", KVQ("retire_grace_s: at most 100 years"));
+        return 1;
+    }
     uint8_t sk[32], pk[33];
     if (!host_key(c.data_dir, sk, pk)) return 1;
 
