@@ -1212,7 +1212,7 @@ static void on_resp(void *arg, long code, json_t *resp, const char *err)
     (void)documented;
     if (w->round == 2 && q->kind == RQ_OP) {
         if (!w->r2_first) w->r2_first = now_ms();
-        if (code == 409) w->r2_aborted = 1;
+        if (code == 409 && is_code(resp, "ABORTED")) w->r2_aborted = 1;
     }
     if (w->store_fault && w->op == OP_DKG && q->kind == RQ_OP && q->gen == w->op_gen &&
         code == 503 && !w->store_fail_seen && is_code(resp, "UNAVAILABLE")) {
