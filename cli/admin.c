@@ -92,7 +92,8 @@ static void usage_admin(void)
             "  grant   --params JSON             allow one wallet's params (enrollment = admin)\n"
             "  wallets [--after HEX32] [--limit N]  list wallets, paged\n"
             "  wallet  --wallet HEX32            show one wallet\n"
-            "  audit   [--after SEQ] [--limit N] read the audit log, paged\n");
+            "  audit   [--after SEQ] [--limit N] read the audit log, paged\n"
+            "  retire  --wallet ID|WALLET [--grace-s N]  retire a wallet\n");
 }
 
 int cli_admin(const char *url, int argc, char **argv)

@@ -7,6 +7,9 @@
  *   cosigner-cli --url URL sign --wallet WALLET --msg HEX [--taproot [--merkle-root HEX]]
  *                [--signers I,J,...]
  *   cosigner-cli dkg join | sign join | recover ...   (device.c)
+ *   cosigner-cli --url URL recovery --wallet WALLET [--key FILE] [--out FILE]
+ *   cosigner-cli --url URL restore --recovery-file FILE (--wallet WALLET | --key FILE)
+ *   cosigner-cli --url URL admin retire --admin-key FILE --wallet ID|WALLET [--grace-s N]
  *
  * dkg and sign simulate every device of the wallet in this process (one
  * request per device per round, concurrently, since each round is a
@@ -54,6 +57,14 @@ static void usage(FILE *f)
             "  sign --wallet WALLET --msg HEX [--taproot] [--merkle-root HEX] [--signers I,J]\n"
             "                                  BIP 445 signing session; the signature is\n"
             "                                  verified locally (libsecp256k1)\n"
+            "  recovery --wallet WALLET [--key FILE] [--out FILE]\n"
+            "                                  fetch the wallet's ChillDKG recovery data (as a\n"
+            "                                  device: the wallet file's first device, or --key)\n"
+            "  restore --recovery-file FILE (--wallet WALLET | --key FILE)\n"
+            "                                  give a service that lost its record the recovery\n"
+            "                                  data back (signed by a device of the wallet)\n"
+            "  admin retire --admin-key FILE --wallet ID|WALLET [--grace-s N]\n"
+            "                                  retire a wallet (an admin key's signed request)\n"
             "  raw METHOD PATH [--body STR | --body-file F] [--key FILE] [--ts-offset-ms N]\n"
             "      [--nonce HEX] [--bad-sig] [--repeat N [--fresh-nonce]] [--print-auth]\n"
             "                                  one hand-made (optionally signed) request;\n"
@@ -76,7 +87,7 @@ static void usage(FILE *f)
             "                                  service's recovery data (ChillDKG recover)\n"
             "\n"
             "Operator (signed with an admin key; see cosigner-cli admin):\n"
-            "  admin enroll|revoke|grant|wallets|wallet|audit --admin-key FILE ...\n"
+            "  admin enroll|revoke|grant|wallets|wallet|audit|retire --admin-key FILE ...\n"
             "\n"
             "Options:\n"
             "  --url URL   service base URL (default http://127.0.0.1:7074, env COSIGNER_URL)\n"
@@ -425,6 +436,238 @@ static int cmd_sign(const char *url, int argc, char **argv)
     return 0;
 }
 
+/* ---- recovery, restore, admin: one signed request each -------------------- */
+
+typedef struct sync_resp {
+    long code;
+    json_t *j;
+    char err[256];
+} sync_resp;
+
+static void on_sync(void *arg, long code, json_t *resp, const char *err)
+{
+    sync_resp *r = arg;
+    r->code = code;
+    r->j = resp ? json_incref(resp) : NULL;
+    snprintf(r->err, sizeof r->err, "%s", err ? err : "");
+}
+
+/* One request signed with sk; body (may be NULL) is consumed. Dies with the
+ * service's error unless it answered 200. Ownership: the returned JSON is
+ * the caller's. */
+static json_t *signed_call(const char *url, const char *method, const char *path, json_t *body,
+                           const uint8_t sk[32])
+{
+    sync_resp r = {0};
+    http_client *c = http_new(url, 1);
+    http_request(c, method, path, body, sk, on_sync, &r);
+    http_run(c, NULL, NULL);
+    http_free(c);
+    if (r.code != 200) {
+        char msg[512];
+        json_t *e = json_object_get(r.j, "error");
+        if (e)
+            snprintf(msg, sizeof msg, "HTTP %ld %s: %s", r.code,
+                     json_string_value(json_object_get(e, "code")) ?: "?",
+                     json_string_value(json_object_get(e, "message")) ?: "");
+        else
+            snprintf(msg, sizeof msg, "HTTP %ld: %s", r.code, *r.err ? r.err : "no error body");
+        json_decref(r.j);
+        die(1, msg);
+    }
+    return r.j;
+}
+
+static void print_json(json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+}
+
+/* The signing key of a device: --key FILE, else the wallet file's first device. */
+static void device_key(const char *keyf, const dev_wallet *w, uint8_t sk[32])
+{
+    uint8_t pk[33];
+    if (keyf) {
+        if (!read_key(keyf, sk, pk)) die(1, "cannot read the key file (hex secret key expected)");
+        return;
+    }
+    for (uint32_t i = 0; w && i < w->n; i++)
+        if (w->is_dev[i]) {
+            memcpy(sk, w->seckey[i], 32);
+            return;
+        }
+    die(2, "need --key FILE or a wallet file with a device");
+}
+
+static int cmd_recovery(const char *url, int argc, char **argv)
+{
+    const char *wallet = NULL, *keyf = NULL, *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--wallet") && i + 1 < argc)
+            wallet = argv[++i];
+        else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+            keyf = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else
+            die(2, "recovery: unknown argument (see --help)");
+    }
+    if (!wallet) die(2, "recovery: need --wallet FILE");
+    static dev_wallet w;
+    if (!wallet_load(wallet, &w)) die(1, "cannot read the wallet file");
+    uint8_t sk[32];
+    device_key(keyf, &w, sk);
+    char wid[65], path[128];
+    net_hex_encode(wid, w.wallet_id, 32);
+    snprintf(path, sizeof path, "/v1/wallets/%s/recovery", wid);
+    json_t *j = signed_call(url, "GET", path, NULL, sk);
+    cx_wipe(sk, sizeof sk);
+    const char *rec = json_string_value(json_object_get(j, "recovery"));
+    if (!rec || !*rec) die(1, "the service's reply has no recovery data");
+    if (out) {
+        char *line = malloc(strlen(rec) + 2);
+        sprintf(line, "%s\n", rec);
+        if (!write_private(out, line)) die(1, "cannot write the recovery file");
+        free(line);
+    }
+    if (json_out) {
+        json_t *o = json_pack("{s:b,s:s,s:I}", "ok", 1, "wallet_id", wid, "recovery_len",
+                              (json_int_t)(strlen(rec) / 2));
+        if (out)
+            json_object_set_new(o, "file", json_string(out));
+        else
+            json_object_set_new(o, "recovery", json_string(rec));
+        print_json(o);
+        json_decref(o);
+    } else if (out) {
+        printf("recovery data (%zu bytes) written to %s\n", strlen(rec) / 2, out);
+    } else {
+        printf("%s\n", rec);
+    }
+    json_decref(j);
+    cx_wipe(&w, sizeof w);
+    return 0;
+}
+
+/* The wallet id (ChillDKG params_hash) of recovery data: its params are t
+ * (u32) and the host keys after the t sum commitments (4 + 33t + 162n bytes). */
+static int recovery_wallet_id(const uint8_t *rec, size_t len, uint8_t id[32])
+{
+    if (len < 4) return 0;
+    uint32_t t = (uint32_t)rec[0] << 24 | (uint32_t)rec[1] << 16 | (uint32_t)rec[2] << 8 | rec[3];
+    if (t < 1 || t > CG_DKG_MAX_N || len <= 4 + 33u * t || (len - 4 - 33u * t) % 162) return 0;
+    size_t n = (len - 4 - 33u * t) / 162;
+    if (n < t || n > CG_DKG_MAX_N) return 0;
+    cg_dkg_params p;
+    memset(&p, 0, sizeof p);
+    p.n = (uint32_t)n;
+    p.t = t;
+    memcpy(p.hostpubkeys, rec + 4 + 33u * t, 33 * n);
+    cg_dkg_error e;
+    return cg_dkg_params_hash(id, &p, &e) == RT_OK;
+}
+
+static int cmd_restore(const char *url, int argc, char **argv)
+{
+    const char *wallet = NULL, *keyf = NULL, *recf = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--wallet") && i + 1 < argc)
+            wallet = argv[++i];
+        else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+            keyf = argv[++i];
+        else if (!strcmp(argv[i], "--recovery-file") && i + 1 < argc)
+            recf = argv[++i];
+        else
+            die(2, "restore: unknown argument (see --help)");
+    }
+    if (!recf || (!wallet && !keyf))
+        die(2, "restore: need --recovery-file FILE and --wallet FILE or --key FILE");
+    static dev_wallet w;
+    if (wallet && !wallet_load(wallet, &w)) die(1, "cannot read the wallet file");
+    FILE *f = fopen(recf, "r");
+    if (!f) die(1, "cannot read the recovery file");
+    static char hex[2 * 8192 + 4];
+    size_t hl = fread(hex, 1, sizeof hex - 1, f);
+    fclose(f);
+    while (hl && (hex[hl - 1] == '\n' || hex[hl - 1] == '\r' || hex[hl - 1] == ' '))
+        hl--;
+    hex[hl] = 0;
+    static uint8_t rec[8192];
+    if (hl % 2 || hl / 2 > sizeof rec || !net_hex_decode(rec, hl / 2, hex, hl))
+        die(1, "the recovery file must hold the recovery data in hex");
+    uint8_t id[32];
+    if (!recovery_wallet_id(rec, hl / 2, id))
+        die(1, "the recovery file holds no valid recovery data");
+    if (wallet && memcmp(id, w.wallet_id, 32)) die(1, "the recovery data is not this wallet's");
+    uint8_t sk[32];
+    device_key(keyf, wallet ? &w : NULL, sk);
+    char wid[65], path[128];
+    net_hex_encode(wid, id, 32);
+    snprintf(path, sizeof path, "/v1/wallets/%s/restore", wid);
+    json_t *j = signed_call(url, "POST", path, json_pack("{s:s}", "recovery", hex), sk);
+    cx_wipe(sk, sizeof sk);
+    const char *tpk = json_string_value(json_object_get(j, "thresh_pubkey"));
+    uint8_t tk[33];
+    if (!tpk || !net_hex_decode(tk, 33, tpk, strlen(tpk))) die(1, "malformed reply");
+    if (wallet && memcmp(tk, w.thresh_pk, 33))
+        die(1, "the service restored another threshold key than the wallet file's");
+    if (json_out) {
+        json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 1, "wallet_id", wid, "thresh_pubkey", tpk);
+        print_json(o);
+        json_decref(o);
+    } else {
+        printf("restored wallet %s\nthreshold pubkey: %s\n", wid, tpk);
+    }
+    json_decref(j);
+    cx_wipe(&w, sizeof w);
+    return 0;
+}
+
+static int cmd_admin(const char *url, int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "retire")) die(2, "admin: the only command is retire");
+    const char *keyf = NULL, *wallet = NULL;
+    long long grace = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--admin-key") && i + 1 < argc)
+            keyf = argv[++i];
+        else if (!strcmp(argv[i], "--wallet") && i + 1 < argc)
+            wallet = argv[++i];
+        else if (!strcmp(argv[i], "--grace-s") && i + 1 < argc)
+            grace = strtoll(argv[++i], NULL, 10);
+        else
+            die(2, "admin retire: unknown argument (see --help)");
+    }
+    if (!keyf || !wallet) die(2, "admin retire: need --admin-key FILE and --wallet ID|FILE");
+    uint8_t sk[32], pk[33], id[32];
+    if (!read_key(keyf, sk, pk)) die(1, "cannot read the admin key file (hex secret key expected)");
+    if (!(strlen(wallet) == 64 && net_hex_decode(id, 32, wallet, 64))) {
+        static dev_wallet w;
+        if (!wallet_load(wallet, &w)) die(1, "--wallet: neither a wallet id nor a wallet file");
+        memcpy(id, w.wallet_id, 32);
+        cx_wipe(&w, sizeof w);
+    }
+    char wid[65], path[128];
+    net_hex_encode(wid, id, 32);
+    snprintf(path, sizeof path, "/v1/admin/wallets/%s/retire", wid);
+    json_t *body = json_object();
+    if (grace >= 0) json_object_set_new(body, "grace_s", json_integer(grace));
+    json_t *j = signed_call(url, "POST", path, body, sk);
+    cx_wipe(sk, sizeof sk);
+    json_object_set_new(j, "ok", json_true());
+    if (json_out) {
+        print_json(j);
+    } else {
+        printf("wallet %s retired at %lld ms; its share is wiped after %lld ms (unix time)\n", wid,
+               (long long)json_integer_value(json_object_get(j, "retired_at_ms")),
+               (long long)json_integer_value(json_object_get(j, "wipe_after_ms")));
+    }
+    json_decref(j);
+    return 0;
+}
+
 /* ---- raw: one hand-made request, for operators and protocol tests --------- */
 
 static void on_raw(void *arg, long code, json_t *resp, const char *err)
@@ -574,7 +817,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "sign")) return cmd_sign(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "raw")) return cmd_raw(url, sub_argc, sub_argv);
     if (!strcmp(cmd, "recover")) return cli_recover(url, json_out, sub_argc, sub_argv);
-    if (!strcmp(cmd, "admin")) return cli_admin(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "recovery")) return cmd_recovery(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "restore")) return cmd_restore(url, sub_argc, sub_argv);
+    if (!strcmp(cmd, "admin"))
+        return sub_argc && !strcmp(sub_argv[0], "retire") ? cmd_admin(url, sub_argc, sub_argv)
+                                                          : cli_admin(url, sub_argc, sub_argv);
     usage(stderr);
     return 2;
 }

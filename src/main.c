@@ -119,7 +119,6 @@ typedef struct config {
     char node_url[256];
     uint64_t lease_ttl_ms;
     char enrollment[16];
-    char admin_pubkeys[2048];
     char admin_key_file[512];
     uint64_t rate_limit_rps, rate_limit_burst, auth_fail_per_min, auth_fail_burst, quota_wallets,
         quota_pending_dkg, max_pending_dkg, token_ttl_s;
@@ -128,7 +127,8 @@ typedef struct config {
         max_resident, rendezvous_deadline_ms, cpu_budget_ms, restart_max, restart_window_ms,
         quarantine_base_ms, http_threads, body_max, header_max, url_max, conn_timeout_s,
         request_timeout_ms, max_connections, max_per_ip, auth_window_ms, replay_cache_entries,
-        drain_timeout_ms, fault_injection;
+        drain_timeout_ms, fault_injection, retire_grace_s, retire_sweep_ms;
+    char admin_pubkeys[4096];
 } config;
 
 enum opt_type { T_STR, T_U64, T_BOOL };
@@ -213,6 +213,10 @@ static const opt opts[] = {
      "SIGTERM: wait this long for in-flight requests"},
     {"fault_injection", T_BOOL, S(fault_injection), "false",
      "accept test fault requests (fault-injection builds only)"},
+    {"retire_grace_s", T_U64, S(retire_grace_s), "604800",
+     "a retired wallet's share is wiped this long after retirement (requests may shorten it)"},
+    {"retire_sweep_ms", T_U64, S(retire_sweep_ms), "60000",
+     "how often retired wallets past their grace are wiped (also at start; at most the grace)"},
 };
 #undef S
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -611,8 +615,15 @@ static rt_status meta_list(void *ud, const rt_key *after, rt_key *ids, uint64_t 
     return st;
 }
 
-/* admin_pubkeys: "hex33,hex33,...". Returns the count, -1 on a bad entry. */
-static int parse_admin_keys(const char *list, uint8_t (*out)[33], int max)
+/* ---- retirement -------------------------------------------------------- */
+
+#define MAX_ADMIN_KEYS 64
+static uint8_t admin_keys[MAX_ADMIN_KEYS][33];
+
+/* "hex33,hex33,..." (spaces around commas allowed) into admin_keys. Every
+ * key must be a valid compressed point: a typo must not leave an operator
+ * locked out without a word. Returns the count, or -1 with err set. */
+static int parse_admin_keys(const char *list, char *err, size_t el)
 {
     int n = 0;
     const char *p = list;
@@ -624,13 +635,83 @@ static int parse_admin_keys(const char *list, uint8_t (*out)[33], int max)
         while (*e && *e != ',' && *e != ' ')
             e++;
         uint8_t pt[64];
-        if (n == max || !net_hex_decode(out[n], 33, p, (size_t)(e - p)) ||
-            !cx_point_parse(pt, out[n], 0))
+        if (n == MAX_ADMIN_KEYS) {
+            snprintf(err, el, "admin_pubkeys: at most %d keys", MAX_ADMIN_KEYS);
             return -1;
+        }
+        if (!net_hex_decode(admin_keys[n], 33, p, (size_t)(e - p)) ||
+            !cx_point_parse(pt, admin_keys[n], 0)) {
+            snprintf(err, el, "admin_pubkeys: key %d is not a 33-byte compressed public key in hex",
+                     n + 1);
+            return -1;
+        }
         n++;
         p = e;
     }
     return n;
+}
+
+typedef struct sweep_keys {
+    rt_key *k;
+    size_t n, cap;
+} sweep_keys;
+
+static int sweep_collect(void *arg, const rt_key *key, uint64_t version)
+{
+    (void)version;
+    sweep_keys *sk = arg;
+    if (sk->n == sk->cap) {
+        size_t nc = sk->cap ? 2 * sk->cap : 256;
+        rt_key *nk = realloc(sk->k, nc * sizeof *nk);
+        if (!nk) return 1; /* the rest waits for the next sweep */
+        sk->k = nk;
+        sk->cap = nc;
+    }
+    sk->k[sk->n++] = *key;
+    return 0;
+}
+
+/*
+ * Wipes the share of every retired wallet whose grace has passed: ends its
+ * activation (the guest instance and every secret in it go) and overwrites
+ * its record in the store (store_wipe). Walks the records (keys first: the
+ * walk may not write), reading each one's public metadata: one small read per
+ * wallet per sweep. The metadata and its retirement marker stay, so the
+ * wallet keeps answering 412 "wallet retired" after the wipe.
+ */
+static void retire_sweep(store *st, rt_runtime *rt)
+{
+    sweep_keys sk = {0};
+    if (store_iterate(st, sweep_collect, &sk) != RT_OK) {
+        logkv("warn", "retire_sweep_failed", "reason=%s", KVQ("cannot list the store's records"));
+        free(sk.k);
+        return;
+    }
+    uint64_t now = 0;
+    for (size_t i = 0; i < sk.n; i++) {
+        uint8_t *meta = NULL;
+        size_t ml = 0;
+        net_retired r;
+        if (store_get_meta(st, sk.k[i].b, &meta, &ml) != RT_OK) continue;
+        int ret = net_meta_retired(meta, ml, &r);
+        free(meta);
+        if (ret <= 0) continue;
+        if (!now) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        }
+        if (now < r.wipe_after_ms) continue;
+        char w[65];
+        net_hex_encode(w, sk.k[i].b, 32);
+        rt_deactivate(rt, &sk.k[i]);
+        rt_status s = store_wipe(st, &sk.k[i]);
+        if (s == RT_OK || s == RT_NOT_FOUND)
+            logkv("info", "wallet_wiped", "wallet=%s retired_at_ms=%" PRIu64, w, r.retired_at_ms);
+        else
+            logkv("error", "wallet_wipe_failed", "wallet=%s status=%s", w, rt_status_name(s));
+    }
+    free(sk.k);
 }
 
 /* ---- cluster adapters -------------------------------------------------- */
@@ -881,6 +962,16 @@ int main(int argc, char **argv)
               KVQ(strerror(errno)));
         return 1;
     }
+    char aerr[128];
+    int n_admin = parse_admin_keys(c.admin_pubkeys, aerr, sizeof aerr);
+    if (n_admin < 0) {
+        logkv("error", "config_invalid", "reason=%s", KVQ(aerr));
+        return 1;
+    }
+    if (c.retire_grace_s > 100ull * 366 * 86400) { /* keeps every ms sum in range */
+        logkv("error", "config_invalid", "reason=%s", KVQ("retire_grace_s: at most 100 years"));
+        return 1;
+    }
     uint8_t sk[32], pk[33];
     if (!host_key(c.data_dir, sk, pk)) return 1;
 
@@ -998,18 +1089,7 @@ int main(int argc, char **argv)
     set_lease_rt(rt);
 
     /* Admission: who may create wallets and who administers. */
-    static uint8_t admin_keys[64][33];
-    int n_admin = parse_admin_keys(c.admin_pubkeys, admin_keys, 64);
     char admin_path[600] = "";
-    if (n_admin < 0) {
-        logkv("error", "config_invalid", "reason=%s",
-              KVQ("admin_pubkeys must be comma-separated 33-byte hex public keys (at most 64)"));
-        rt_stop(rt);
-        behaviour_close();
-        store_close(st);
-        cx_wipe(sk, sizeof sk);
-        return 1;
-    }
     if (n_admin == 0) {
         /* A fresh install has an operator before it has any config: the
          * bootstrap admin key in the data dir (0600) lets them mint the
@@ -1070,6 +1150,7 @@ int main(int argc, char **argv)
         .cluster = clustered ? &ncl : NULL,
         .metrics_extra = metrics_extra,
         .metrics_ud = &xc,
+        .retire_grace_s = c.retire_grace_s,
     };
     memcpy(nc.hostpubkey, pk, 33);
     memcpy(nc.admission_key, admission_key, 32);
@@ -1137,12 +1218,26 @@ int main(int argc, char **argv)
     uint64_t wd_us = 0;
     if (sd_watchdog_enabled(0, &wd_us) <= 0) wd_us = 0;
     uint64_t evictions_seen = 0;
+    /* Retired wallets: swept at start (a grace may have passed while the
+     * daemon was down), then every retire_sweep_ms, never less often than
+     * the grace itself (a wipe is late by at most one period). */
+    uint64_t sweep_ms = c.retire_sweep_ms ? c.retire_sweep_ms : 60000;
+    if (c.retire_grace_s && c.retire_grace_s * 1000 < sweep_ms) sweep_ms = c.retire_grace_s * 1000;
+    if (sweep_ms < 100) sweep_ms = 100;
+    retire_sweep(st, rt);
+    uint64_t next_sweep = rt_now_ms() + sweep_ms;
     for (;;) {
         struct timespec to = {1, 0};
         if (wd_us) {
             uint64_t half = wd_us / 2;
             to.tv_sec = (time_t)(half / 1000000u);
             to.tv_nsec = (long)(half % 1000000u) * 1000;
+        }
+        uint64_t now_ms = rt_now_ms();
+        uint64_t until = next_sweep > now_ms ? next_sweep - now_ms : 0;
+        if (until < (uint64_t)to.tv_sec * 1000 + (uint64_t)to.tv_nsec / 1000000) {
+            to.tv_sec = (time_t)(until / 1000);
+            to.tv_nsec = (long)(until % 1000) * 1000000L;
         }
         int sig = sigtimedwait(&sigs, NULL, &to);
         if (sig == SIGTERM || sig == SIGINT) {
@@ -1152,6 +1247,10 @@ int main(int argc, char **argv)
         if (sig == SIGHUP)
             logkv("info", "sighup_ignored", "reason=%s", KVQ("restart to reconfigure"));
         if (wd_us) sd_notify(0, "WATCHDOG=1");
+        if (rt_now_ms() >= next_sweep) {
+            retire_sweep(st, rt);
+            next_sweep = rt_now_ms() + sweep_ms;
+        }
         /* Evicted actors free their memory into malloc's free lists, which
          * glibc keeps, and leave their records mapped from the store file;
          * hand both back to the kernel so idle wallets really cost nothing

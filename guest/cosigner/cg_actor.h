@@ -38,10 +38,12 @@ typedef struct cg_waitq {
     cg_waiter w[CG_MAX_WAITERS];
 } cg_waitq;
 
-/* The service's durable wallet: its DKG output and the recovery data. */
+/* The service's durable wallet: its DKG output and the recovery data, and
+ * whether an operator retired it (then it signs nothing, ever again). */
 typedef struct cg_wallet {
     cg_dkg_params params;
     uint32_t my_idx;
+    uint32_t retired;
     cg_dkg_output out; /* with the secret share */
     uint32_t recovery_len;
     uint8_t recovery[CG_DKG_RECOVERY_MAX];
@@ -154,6 +156,8 @@ void cg_msg_free(uint8_t *p, size_t len);
 void cg_sign_round1(cg_actor *a, const cg_cmd *c, uint32_t sender);
 void cg_sign_round2(cg_actor *a, const cg_cmd *c, uint32_t sender);
 void cg_sign_expire(cg_actor *a, uint64_t now, int all);
+/* Ends every signing session now: parked devices get st/msg, nonces are wiped. */
+void cg_sign_abort_all(cg_actor *a, rt_status st, const char *msg);
 
 static inline uint64_t bit(uint32_t i)
 {

@@ -155,7 +155,16 @@ rt_status cg_cmd_decode(cg_cmd *out, const uint8_t *buf, size_t len)
         out->u.sign2.psig = rd_take(&r, CG_PSIG_LEN);
         break;
     case CG_CMD_GET_WALLET:
+    case CG_CMD_GET_RECOVERY:
+    case CG_CMD_RETIRE:
         break;
+    case CG_CMD_RESTORE: {
+        uint32_t l = rd_u32(&r);
+        if (r.bad || l == 0 || l > CG_MAX_RECOVERY_LEN) return RT_INVALID_ARGUMENT;
+        out->u.restore.recovery_len = l;
+        out->u.restore.recovery = rd_take(&r, l);
+        break;
+    }
     case CG_CMD_FAULT: {
         uint32_t f = rd_u8(&r);
         if (r.bad || f < 1 || f > CG_FAULT_KIND_MAX_) return RT_INVALID_ARGUMENT;
@@ -221,6 +230,15 @@ rt_status cg_cmd_encode(const cg_cmd *c, uint8_t *out, size_t cap, size_t *len)
         wr_put(&w, c->u.sign2.psig, CG_PSIG_LEN);
         break;
     case CG_CMD_GET_WALLET:
+    case CG_CMD_GET_RECOVERY:
+    case CG_CMD_RETIRE:
+        break;
+    case CG_CMD_RESTORE:
+        if (!c->u.restore.recovery || c->u.restore.recovery_len == 0 ||
+            c->u.restore.recovery_len > CG_MAX_RECOVERY_LEN)
+            return RT_INVALID_ARGUMENT;
+        wr_u32(&w, c->u.restore.recovery_len);
+        wr_put(&w, c->u.restore.recovery, c->u.restore.recovery_len);
         break;
     case CG_CMD_FAULT:
         if (c->u.fault.kind < 1 || c->u.fault.kind > CG_FAULT_KIND_MAX_) return RT_INVALID_ARGUMENT;
@@ -276,6 +294,18 @@ rt_status cg_reply_decode(cg_reply *out, const uint8_t *buf, size_t len)
         out->u.wallet.pubshares = rd_take(&r, (size_t)n * CG_HOSTPUBKEY_LEN);
         break;
     }
+    case CG_CMD_GET_RECOVERY: {
+        uint32_t l = rd_u32(&r);
+        if (r.bad || l == 0 || l > CG_MAX_RECOVERY_LEN) return RT_INVALID_ARGUMENT;
+        out->u.recovery.len = l;
+        out->u.recovery.data = rd_take(&r, l);
+        break;
+    }
+    case CG_CMD_RESTORE:
+        out->u.restore.thresh_pubkey = rd_take(&r, CG_HOSTPUBKEY_LEN);
+        break;
+    case CG_CMD_RETIRE:
+        break;
     default:
         return RT_UNIMPLEMENTED;
     }
@@ -322,6 +352,19 @@ rt_status cg_reply_encode(const cg_reply *x, uint8_t *out, size_t cap, size_t *l
         wr_put(&w, x->u.wallet.hostpubkeys, (size_t)x->u.wallet.n * CG_HOSTPUBKEY_LEN);
         wr_put(&w, x->u.wallet.pubshares, (size_t)x->u.wallet.n * CG_HOSTPUBKEY_LEN);
         break;
+    case CG_CMD_GET_RECOVERY:
+        if (!x->u.recovery.data || x->u.recovery.len == 0 ||
+            x->u.recovery.len > CG_MAX_RECOVERY_LEN)
+            return RT_INVALID_ARGUMENT;
+        wr_u32(&w, x->u.recovery.len);
+        wr_put(&w, x->u.recovery.data, x->u.recovery.len);
+        break;
+    case CG_CMD_RESTORE:
+        if (!x->u.restore.thresh_pubkey) return RT_INVALID_ARGUMENT;
+        wr_put(&w, x->u.restore.thresh_pubkey, CG_HOSTPUBKEY_LEN);
+        break;
+    case CG_CMD_RETIRE:
+        break;
     default:
         return RT_INVALID_ARGUMENT;
     }
@@ -363,6 +406,12 @@ const char *cg_cmd_kind_name(int kind)
         return "SIGN_ROUND2";
     case CG_CMD_GET_WALLET:
         return "GET_WALLET";
+    case CG_CMD_GET_RECOVERY:
+        return "GET_RECOVERY";
+    case CG_CMD_RESTORE:
+        return "RESTORE";
+    case CG_CMD_RETIRE:
+        return "RETIRE";
     case CG_CMD_FAULT:
         return "FAULT";
     default:

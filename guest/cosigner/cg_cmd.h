@@ -29,6 +29,14 @@
  *                || pubnonce[66]
  *   SIGN_ROUND2  session_id[32] || psig[32]
  *   GET_WALLET   (empty)
+ *   GET_RECOVERY (empty)
+ *   RESTORE      u32 len || recovery[len]   (ChillDKG recovery data, len <=
+ *                CG_MAX_RECOVERY_LEN; its sender must be a device of the
+ *                params inside it)
+ *   RETIRE       (empty; the host authorizes it: the sender is an operator's
+ *                admin key, which the guest cannot know. Retiring only ever
+ *                takes abilities away, so trusting the host for it costs
+ *                nothing: a host that lies could as well drop requests.)
  *   FAULT        u8 fault kind (only honoured when the host enabled fault
  *                injection with cg_configure(); compiled out of release builds)
  *
@@ -41,6 +49,9 @@
  *   SIGN_ROUND2  signature[64]       (BIP340, verified under the tweaked key)
  *   GET_WALLET   thresh_pubkey[33] || u8 t || u8 n || hostpubkeys[n][33]
  *                || pubshares[n][33]
+ *   GET_RECOVERY u32 len || recovery[len]   (exactly the bytes committed)
+ *   RESTORE      thresh_pubkey[33]
+ *   RETIRE       (empty)
  *
  * Configuration record (cg_configure, host-only; never reachable from a
  * client because it is not a command kind):
@@ -74,6 +85,8 @@
 #define CG_TWEAK_LEN 32
 #define CG_WALLET_ID_LEN 32
 #define CG_HOSTSECKEY_LEN 32
+/* ChillDKG recovery data for t = n = CG_MAX_PARTICIPANTS: 4 + 33t + 162n. */
+#define CG_MAX_RECOVERY_LEN (4u + 33u * CG_MAX_PARTICIPANTS + 162u * CG_MAX_PARTICIPANTS)
 
 /* A command is never larger than this (SIGN_ROUND1 with the largest msg). */
 #define CG_CMD_MAX_LEN                                                                             \
@@ -87,6 +100,9 @@ typedef enum cg_cmd_kind {
     CG_CMD_SIGN_ROUND1 = 3,
     CG_CMD_SIGN_ROUND2 = 4,
     CG_CMD_GET_WALLET = 5,
+    CG_CMD_GET_RECOVERY = 6,
+    CG_CMD_RESTORE = 7,
+    CG_CMD_RETIRE = 8,
     CG_CMD_FAULT = 100,
 } cg_cmd_kind;
 
@@ -133,6 +149,10 @@ typedef struct cg_cmd {
             const uint8_t *session_id; /* 32 */
             const uint8_t *psig;       /* 32 */
         } sign2;
+        struct {
+            const uint8_t *recovery;
+            uint32_t recovery_len;
+        } restore;
         struct {
             uint32_t kind; /* cg_fault_kind */
         } fault;
@@ -183,11 +203,19 @@ typedef struct cg_reply {
             const uint8_t *hostpubkeys; /* n * 33 */
             const uint8_t *pubshares;   /* n * 33 */
         } wallet;
+        struct {
+            const uint8_t *data;
+            uint32_t len;
+        } recovery;
+        struct {
+            const uint8_t *thresh_pubkey; /* 33 */
+        } restore;
     } u;
 } cg_reply;
 
 /* Same contracts as the command codec. FAULT has no reply payload: a fault
- * either faults or (CG_FAULT_SNAPSHOT) answers OK with an empty payload. */
+ * either faults or (CG_FAULT_SNAPSHOT) answers OK with an empty payload.
+ * RETIRE's reply is the header alone. */
 rt_status cg_reply_decode(cg_reply *out, const uint8_t *buf, size_t len);
 rt_status cg_reply_encode(const cg_reply *r, uint8_t *out, size_t cap, size_t *len);
 

@@ -1,6 +1,7 @@
 /*
  * cg_cosigner.c — the wallet actor: dispatch, the ChillDKG rendezvous,
- * GET_WALLET, fault injection, tick, and the snapshot record.
+ * GET_WALLET, recovery (GET_RECOVERY, RESTORE), retirement, fault
+ * injection, tick, and the snapshot record.
  *
  * Rendezvous: a device's request is parked until every device of the round
  * has posted; the last post runs the service's own protocol steps and
@@ -605,6 +606,137 @@ static void get_wallet(cg_actor *a, const cg_cmd *c)
     act_reply(a, RT_OK, a->out, encode_reply(a, &r), 0);
 }
 
+/* ----- recovery and retirement ---------------------------------------------------- */
+
+_Static_assert(sizeof(((cg_actor *)0)->out) >= 2 + 4 + CG_DKG_RECOVERY_MAX,
+               "the reply buffer holds the largest GET_RECOVERY reply");
+_Static_assert(CG_DKG_RECOVERY_MAX == CG_MAX_RECOVERY_LEN, "one bound for recovery data");
+
+/* The recovery data exactly as committed after the DKG (eq_input || cert):
+ * what any participant needs to run ChillDKG's recover() with its host key. */
+static void get_recovery(cg_actor *a, const cg_cmd *c)
+{
+    if (!a->has_wallet) {
+        act_reply_err(a, RT_NOT_FOUND, 0, "no such wallet");
+        return;
+    }
+    cg_wallet *w = &a->wallet;
+    if (find_key(&w->params, c->sender) < 0) {
+        act_reply_err(a, RT_PERMISSION_DENIED, 0, "sender is not a participant of this wallet");
+        return;
+    }
+    if (w->retired) {
+        act_reply_err(a, RT_FAILED_PRECONDITION, 0, "wallet retired");
+        return;
+    }
+    cg_reply r = {.kind = CG_CMD_GET_RECOVERY};
+    r.u.recovery.data = w->recovery;
+    r.u.recovery.len = w->recovery_len;
+    act_reply(a, RT_OK, a->out, encode_reply(a, &r), 0);
+}
+
+static void restore_reply(cg_actor *a)
+{
+    cg_reply r = {.kind = CG_CMD_RESTORE};
+    r.u.restore.thresh_pubkey = a->wallet.out.threshold_pubkey;
+    act_reply(a, RT_OK, a->out, encode_reply(a, &r), 0);
+}
+
+#if defined(__wasm__)
+static cg_dkg_scratch g_scratch; /* one actor per instance; ~4 KiB off the shadow stack */
+#endif
+
+/*
+ * Rebuilds the wallet from ChillDKG recovery data after the service lost its
+ * record (its host key survived). cg_dkg_recover verifies the certificate,
+ * which holds every participant's CertEq signature over eq_input, the
+ * service's own among them: data that verifies is exactly what this service
+ * agreed to at the end of the DKG, so no enrollment or operator approval is
+ * needed, and data that does not is refused with nothing changed.
+ */
+static void restore(cg_actor *a, const cg_cmd *c)
+{
+    const uint8_t *rec = c->u.restore.recovery;
+    uint32_t len = c->u.restore.recovery_len;
+    cg_wallet *w = &a->wallet;
+
+    if (a->has_wallet) {
+        int sender = find_key(&w->params, c->sender);
+        if (sender < 0 || (uint32_t)sender == w->my_idx) {
+            act_reply_err(a, RT_PERMISSION_DENIED, 0, "sender is not a device of this wallet");
+            return;
+        }
+        if (len != w->recovery_len || cg_memcmp(rec, w->recovery, len)) {
+            act_reply_err(a, RT_ALREADY_EXISTS, 0, "the wallet exists with other recovery data");
+            return;
+        }
+        if (w->retired) {
+            act_reply_err(a, RT_FAILED_PRECONDITION, 0, "wallet retired");
+            return;
+        }
+        restore_reply(a); /* the same data again: nothing to do */
+        return;
+    }
+    if (a->dkg) {
+        act_reply_err(a, RT_FAILED_PRECONDITION, 0, "a DKG for this wallet is in flight");
+        return;
+    }
+#if defined(__wasm__)
+    cg_dkg_scratch *scratch = &g_scratch;
+#else
+    cg_dkg_scratch *scratch = malloc(sizeof *scratch);
+    if (!scratch) {
+        act_reply_err(a, RT_RESOURCE_EXHAUSTED, 0, "no memory for recovery");
+        return;
+    }
+#endif
+    cg_dkg_error err = {0};
+    cg_memset(w, 0, sizeof *w);
+    rt_status st = cg_dkg_recover(&w->out, &w->params, a->hostseckey, 32, rec, len, scratch, &err);
+#if !defined(__wasm__)
+    free(scratch);
+#endif
+    int me = st == RT_OK ? find_key(&w->params, a->hostpubkey) : -1;
+    int sender = st == RT_OK ? find_key(&w->params, c->sender) : -1;
+    if (st != RT_OK || me < 0 || !w->out.has_secshare) {
+        cx_wipe(w, sizeof *w);
+        act_reply_err(a, RT_INVALID_ARGUMENT, 0, dkg_msg(&err, "invalid recovery data"));
+        return;
+    }
+    if (sender < 0 || sender == me) {
+        cx_wipe(w, sizeof *w);
+        act_reply_err(a, RT_PERMISSION_DENIED, 0, "sender is not a device of this wallet");
+        return;
+    }
+    w->my_idx = (uint32_t)me;
+    w->recovery_len = len;
+    cg_memcpy(w->recovery, rec, len);
+    a->has_wallet = 1;
+    a->signers_valid = 0;
+    /* Before the reply: the host commits the rebuilt record first. */
+    cg_mark_dirty(a);
+    restore_reply(a);
+}
+
+/* An operator retired the wallet (the host authenticated the admin key):
+ * from now on it signs nothing. Durable before the reply, so a restart or an
+ * eviction cannot bring signing back; sessions in flight end at once and
+ * their nonces are wiped. Retiring twice is answered like the first time. */
+static void retire(cg_actor *a)
+{
+    if (!a->has_wallet) {
+        act_reply_err(a, RT_NOT_FOUND, 0, "no such wallet");
+        return;
+    }
+    if (!a->wallet.retired) {
+        a->wallet.retired = 1;
+        cg_sign_abort_all(a, RT_FAILED_PRECONDITION, "wallet retired");
+        cg_mark_dirty(a);
+    }
+    cg_reply r = {.kind = CG_CMD_RETIRE};
+    act_reply(a, RT_OK, a->out, encode_reply(a, &r), 0);
+}
+
 /* ----- faults ------------------------------------------------------------------- */
 
 static rt_status fault(cg_actor *a, uint32_t kind)
@@ -669,7 +801,8 @@ rt_status cg_actor_handle(cg_actor *a, const cg_host *h, void *hctx, const uint8
     if (dst != RT_OK) {
         act_reply_err(a, RT_INVALID_ARGUMENT, 0, "malformed command");
     } else if (!a->inited || !a->has_hostkey) {
-        act_reply_err(a, RT_FAILED_PRECONDITION, 0, "actor not initialised");
+        /* A host that skipped init or set_hostkey: its bug, not the request's. */
+        act_reply_err(a, RT_INTERNAL, 0, "actor not initialised");
     } else {
         switch (c.kind) {
         case CG_CMD_DKG_ROUND1:
@@ -689,6 +822,10 @@ rt_status cg_actor_handle(cg_actor *a, const cg_host *h, void *hctx, const uint8
                 act_reply_err(a, RT_PERMISSION_DENIED, 0, "sender is not a device of this wallet");
                 break;
             }
+            if (a->wallet.retired) {
+                act_reply_err(a, RT_FAILED_PRECONDITION, 0, "wallet retired");
+                break;
+            }
             if (c.kind == CG_CMD_SIGN_ROUND1)
                 cg_sign_round1(a, &c, (uint32_t)sender);
             else
@@ -697,6 +834,15 @@ rt_status cg_actor_handle(cg_actor *a, const cg_host *h, void *hctx, const uint8
         }
         case CG_CMD_GET_WALLET:
             get_wallet(a, &c);
+            break;
+        case CG_CMD_GET_RECOVERY:
+            get_recovery(a, &c);
+            break;
+        case CG_CMD_RESTORE:
+            restore(a, &c);
+            break;
+        case CG_CMD_RETIRE:
+            retire(a);
             break;
         case CG_CMD_FAULT:
             st = fault(a, c.u.fault.kind);
@@ -725,7 +871,9 @@ rt_status cg_actor_tick(cg_actor *a, const cg_host *h, void *hctx, uint64_t now_
 /* ----- snapshot ----------------------------------------------------------------
  *
  * Record (version 1), all integers big-endian:
- *   "CGW" || u8 version || u8 flags (bit 0: wallet present)
+ *   "CGW" || u8 version || u8 flags (bit 0: wallet present, bit 1: retired,
+ *   only with a wallet; records written before retirement existed have
+ *   bit 1 clear, so they read as they always did)
  *   wallet: u8 n || u8 t || u8 my_idx || hostpubkeys[n][33] || secshare[32]
  *           || thresh_pubkey[33] || pubshares[n][33] || u32 rec_len || recovery
  * Only the DKG output and recovery data: sessions and nonces never enter it.
@@ -756,7 +904,7 @@ rt_status cg_actor_snapshot(cg_actor *a, const cg_host *h, void *hctx)
     buf[o++] = 'G';
     buf[o++] = 'W';
     buf[o++] = SNAP_VERSION;
-    buf[o++] = a->has_wallet ? 1 : 0;
+    buf[o++] = (uint8_t)(a->has_wallet ? 1 | (a->wallet.retired ? 2 : 0) : 0);
     if (a->has_wallet) {
         cg_wallet *w = &a->wallet;
         uint32_t n = w->params.n;
@@ -848,13 +996,14 @@ rt_status cg_actor_restore(cg_actor *a, const uint8_t *rec, size_t len)
     if (!a->inited || !a->has_hostkey || a->has_wallet) return RT_FAILED_PRECONDITION;
     if (len == 0) return RT_OK;
     if (!rec || len < SNAP_HDR || rec[0] != 'C' || rec[1] != 'G' || rec[2] != 'W' ||
-        rec[3] != SNAP_VERSION || rec[4] > 1)
+        rec[3] != SNAP_VERSION || rec[4] > 3 || rec[4] == 2)
         return RT_DATA_LOSS;
     if (rec[4] == 0) return len == SNAP_HDR ? RT_OK : RT_DATA_LOSS;
     if (!restore_wallet(a, &a->wallet, rec + SNAP_HDR, len - SNAP_HDR)) {
         cx_wipe(&a->wallet, sizeof a->wallet);
         return RT_DATA_LOSS;
     }
+    a->wallet.retired = (rec[4] & 2) ? 1 : 0;
     a->has_wallet = 1;
     return RT_OK;
 }

@@ -59,6 +59,17 @@ void cg_sign_expire(cg_actor *a, uint64_t now, int all)
     }
 }
 
+void cg_sign_abort_all(cg_actor *a, rt_status st, const char *msg)
+{
+    for (int i = 0; i < CG_MAX_SIGN_SESSIONS; i++) {
+        cg_sign_sess *s = a->sign[i];
+        if (!s) continue;
+        cg_complete_all_err(a, &s->q1, st, 0, msg);
+        cg_complete_all_err(a, &s->q2, st, 0, msg);
+        drop(a, i);
+    }
+}
+
 /* A free slot, evicting the finished (or failed) session closest to its
  * deadline if need be; -1 when every slot holds a live session. */
 static int free_slot(cg_actor *a)

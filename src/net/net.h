@@ -99,8 +99,6 @@ typedef struct net_config {
     const net_cluster *cluster; /* borrowed; NULL = single node */
     /* Admission control (net_admit.c). Zero limits mean "no limit". */
     net_enrollment enrollment;
-    const uint8_t (*admin_pubkeys)[33]; /* borrowed; BIP340 keys as 33-byte compressed */
-    size_t n_admin_pubkeys;
     uint8_t admission_key[32];             /* MACs tokens, quota counters, audit records */
     double rate_rps, rate_burst;           /* requests per host key (token bucket) */
     double auth_fail_rps, auth_fail_burst; /* failed authentications per client address */
@@ -111,6 +109,14 @@ typedef struct net_config {
     /* Appends extra Prometheus lines to /metrics (store, sandbox). May be NULL. */
     void (*metrics_extra)(void *ud, FILE *out);
     void *metrics_ud;
+    /* Keys allowed on the /v1/admin/ routes (same Authorization scheme as
+     * devices; any other key gets 403). None = no admin route is usable. */
+    const uint8_t (*admin_pubkeys)[33]; /* borrowed; BIP340 keys as 33-byte compressed */
+    size_t n_admin_pubkeys;
+    /* How long a retired wallet's share is kept before the daemon's sweep
+     * wipes it (a retire request may ask for less, never more). 0 = wiped at
+     * the next sweep. */
+    uint64_t retire_grace_s;
 } net_config;
 
 typedef struct net_server net_server;
@@ -143,6 +149,26 @@ typedef struct net_stats {
     uint64_t connections;
 } net_stats;
 void net_get_stats(net_server *s, net_stats *out);
+
+/*
+ * Retirement marker. A retired wallet's public metadata carries, after the
+ * params (u8 n || hostpubkeys[n][33] || u8 t), the suffix
+ *     'R' || u64 retired_at_ms || u64 wipe_after_ms   (big-endian, unix ms)
+ * so every request is refused (412) with the one metadata read that
+ * authorization makes anyway, without activating the actor, and the daemon's
+ * sweep finds when to wipe the share. Like the params it is not secret and
+ * not authenticated by the wallet id: deleting it does not bring signing
+ * back, since the actor's sealed record is marked retired too.
+ */
+#define NET_RETIRED_SUFFIX_LEN 17
+typedef struct net_retired {
+    uint64_t retired_at_ms;
+    uint64_t wipe_after_ms;
+} net_retired;
+
+/* 1 when meta (a wallet's metadata as stored) is marked retired (fills *r),
+ * 0 when it is not, -1 when it is malformed. */
+int net_meta_retired(const uint8_t *meta, size_t len, net_retired *r);
 
 /* ---- helpers shared with the CLI and the load generator --------------- */
 

@@ -973,8 +973,9 @@ static json_t *params_json(const net_params *p)
     return h;
 }
 
-/* Reads and checks wallet's metadata. *has = 0 when there is none. */
-static rt_status wallet_params(net_admit *a, const rt_key *w, uint8_t **meta, net_params *p)
+/* Reads and checks wallet's metadata (ownership of *meta passes to the caller). */
+static rt_status wallet_params(net_admit *a, const rt_key *w, uint8_t **meta, size_t *len,
+                               net_params *p)
 {
     size_t n = 0;
     *meta = NULL;
@@ -988,6 +989,7 @@ static rt_status wallet_params(net_admit *a, const rt_key *w, uint8_t **meta, ne
         *meta = NULL;
         return RT_DATA_LOSS;
     }
+    *len = n;
     return RT_OK;
 }
 
@@ -1023,10 +1025,13 @@ static rt_status list_wallets(net_admit *a, json_t *body, json_t **out, char *er
         json_t *w = json_pack("{s:o,s:I}", "wallet_id", hexj(ids[i].b, 32), "record_version",
                               (json_int_t)vers[i]);
         uint8_t *meta;
+        size_t ml;
         net_params p;
-        if (wallet_params(a, &ids[i], &meta, &p) == RT_OK) {
+        net_retired r;
+        if (wallet_params(a, &ids[i], &meta, &ml, &p) == RT_OK) {
             json_object_set_new(w, "t", json_integer(p.t));
             json_object_set_new(w, "n", json_integer(p.n));
+            json_object_set_new(w, "retired", json_boolean(net_meta_retired(meta, ml, &r) > 0));
             free(meta);
         }
         json_array_append_new(arr, w);
@@ -1044,8 +1049,9 @@ static rt_status show_wallet(net_admit *a, const char *id_hex, json_t **out, cha
     if (!net_hex_decode(w.b, 32, id_hex, strlen(id_hex)))
         ERR(RT_INVALID_ARGUMENT, "wallet id must be 32 bytes of hex");
     uint8_t *meta;
+    size_t meta_len;
     net_params p;
-    rt_status st = wallet_params(a, &w, &meta, &p);
+    rt_status st = wallet_params(a, &w, &meta, &meta_len, &p);
     if (st == RT_NOT_FOUND) ERR(RT_NOT_FOUND, "unknown wallet");
     if (st == RT_DATA_LOSS) ERR(RT_DATA_LOSS, "wallet metadata failed its integrity check");
     if (st != RT_OK) ERR(RT_UNAVAILABLE, "store unavailable");
@@ -1069,6 +1075,11 @@ static rt_status show_wallet(net_admit *a, const char *id_hex, json_t **out, cha
     *out = json_pack("{s:s,s:i,s:o,s:I,s:b}", "wallet_id", id_hex, "t", (int)p.t, "hostpubkeys",
                      params_json(&p), "record_version", (json_int_t)version, "dkg_complete",
                      version > 0);
+    net_retired r;
+    if (net_meta_retired(meta, meta_len, &r) > 0)
+        json_object_set_new(*out, "retired",
+                            json_pack("{s:I,s:I}", "retired_at_ms", (json_int_t)r.retired_at_ms,
+                                      "wipe_after_ms", (json_int_t)r.wipe_after_ms));
     free(meta);
     return RT_OK;
 }

@@ -59,11 +59,33 @@ rt_status net_params_parse(const uint8_t *meta, size_t len, net_params *p)
 {
     if (len < 2) return RT_DATA_LOSS;
     p->n = meta[0];
-    if (p->n < 1 || p->n > CG_MAX_PARTICIPANTS || len != 2 + 33u * p->n) return RT_DATA_LOSS;
+    if (p->n < 1 || p->n > CG_MAX_PARTICIPANTS) return RT_DATA_LOSS;
+    size_t plen = 2 + 33u * p->n;
+    if (len != plen && (len != plen + NET_RETIRED_SUFFIX_LEN || meta[plen] != 'R'))
+        return RT_DATA_LOSS;
     p->hostpubkeys = meta + 1;
     p->t = meta[1 + 33 * p->n];
     if (p->t < 1 || p->t > p->n) return RT_DATA_LOSS;
     return RT_OK;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int net_meta_retired(const uint8_t *meta, size_t len, net_retired *r)
+{
+    net_params p;
+    if (!meta || net_params_parse(meta, len, &p) != RT_OK) return -1;
+    size_t plen = 2 + 33u * p.n;
+    if (len == plen) return 0;
+    r->retired_at_ms = get_be64(meta + plen + 1);
+    r->wipe_after_ms = get_be64(meta + plen + 9);
+    return 1;
 }
 
 int net_params_index(const net_params *p, const uint8_t pk[33])
@@ -92,13 +114,65 @@ static rt_status wallet_from_hex(const char *hex, rt_key *key, char *err, size_t
     return RT_OK;
 }
 
+/*
+ * Restore: authorization needs the params before anything else, and the
+ * service may have lost the wallet's metadata with its record, so they come
+ * from the recovery data itself: eq_input = t (u32) || sum_coms[t][33] ||
+ * hostpubkeys[n][33] || pubnonces[n][33] || enc_secshares[n][32], then the
+ * certificate (n * 64), so len = 4 + 33t + 162n fixes n. Trusting them for
+ * authorization is safe: they must hash to the wallet id in the URL, and the
+ * guest verifies the certificate (every participant's signature over
+ * eq_input, the service's own included) before anything is kept.
+ */
+static rt_status restore_target(const char *url_wallet, json_t *body, net_call *out, char *err,
+                                size_t err_len)
+{
+    rt_key url;
+    rt_status st = wallet_from_hex(url_wallet, &url, err, err_len);
+    if (st != RT_OK) return st;
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    if ((st = hex_field(body, "recovery", NULL, 0, &rec, &len, CG_MAX_RECOVERY_LEN, err, err_len)))
+        return st;
+    uint32_t t =
+        len >= 4 ? (uint32_t)rec[0] << 24 | (uint32_t)rec[1] << 16 | (uint32_t)rec[2] << 8 | rec[3]
+                 : 0;
+    size_t n = 0;
+    if (t >= 1 && t <= CG_MAX_PARTICIPANTS && len > 4 + 33u * t && (len - 4 - 33u * t) % 162 == 0)
+        n = (len - 4 - 33u * t) / 162;
+    if (n < t || n > CG_MAX_PARTICIPANTS) {
+        free(rec);
+        ERR("recovery data has no valid length for any threshold and participant count");
+    }
+    out->params_len = 2 + 33 * n;
+    out->params = malloc(out->params_len);
+    if (!out->params) {
+        free(rec);
+        return RT_RESOURCE_EXHAUSTED;
+    }
+    out->params[0] = (uint8_t)n;
+    memcpy(out->params + 1, rec + 4 + 33u * t, 33 * n);
+    out->params[1 + 33 * n] = (uint8_t)t;
+    free(rec);
+    uint64_t blame = 0;
+    if (cg_wallet_id(out->params + 1, (uint32_t)n, t, out->key.b, &blame) != RT_OK) {
+        out->blame = blame;
+        ERR("recovery data names invalid params: a host public key is not a valid point or is "
+            "duplicated");
+    }
+    if (memcmp(out->key.b, url.b, 32))
+        ERR("the recovery data belongs to another wallet (its params hash is not the wallet id)");
+    return RT_OK;
+}
+
 rt_status net_codec_target(int route, const char *url_wallet, json_t *body, net_call *out,
                            char *err, size_t err_len)
 {
     if (route == NET_R_SIGN1 || route == NET_R_SIGN2 || route == NET_R_WALLET ||
-        route == NET_R_FAULT)
+        route == NET_R_FAULT || route == NET_R_RECOVERY || route == NET_R_RETIRE)
         return wallet_from_hex(url_wallet, &out->key, err, err_len);
     if (!json_is_object(body)) ERR("body must be a JSON object");
+    if (route == NET_R_RESTORE) return restore_target(url_wallet, body, out, err, err_len);
     if (route == NET_R_DKG2) {
         json_t *w = json_object_get(body, "wallet_id");
         if (!json_is_string(w)) ERR("field \"wallet_id\" must be a hex string");
@@ -150,6 +224,25 @@ rt_status net_codec_encode(int route, json_t *body, const uint8_t sender[33], ne
     case NET_R_WALLET:
         cmd.kind = CG_CMD_GET_WALLET;
         return encode(&cmd, out, err, err_len);
+    case NET_R_RECOVERY:
+        cmd.kind = CG_CMD_GET_RECOVERY;
+        return encode(&cmd, out, err, err_len);
+    case NET_R_RETIRE:
+        cmd.kind = CG_CMD_RETIRE;
+        return encode(&cmd, out, err, err_len);
+    case NET_R_RESTORE:
+        if (!json_is_object(body)) ERR("body must be a JSON object");
+        cmd.kind = CG_CMD_RESTORE;
+        if ((st = hex_field(body, "recovery", NULL, 0, &buf, &blen, CG_MAX_RECOVERY_LEN, err,
+                            err_len)))
+            return st;
+        if (blen == 0) {
+            free(buf);
+            ERR("field \"recovery\" must not be empty");
+        }
+        cmd.u.restore.recovery = buf;
+        cmd.u.restore.recovery_len = (uint32_t)blen;
+        break;
     case NET_R_DKG1:
         cmd.kind = CG_CMD_DKG_ROUND1;
         if ((st = hex_field(body, "pmsg1", NULL, 0, &buf, &blen, CG_MAX_PMSG_LEN, err, err_len)))
@@ -300,6 +393,24 @@ rt_status net_codec_reply(int route, const net_call *call, const uint8_t *data, 
         json_object_set_new(o, "pubshares", p);
         break;
     }
+    case NET_R_RECOVERY:
+        if (r.kind != CG_CMD_GET_RECOVERY) goto bad;
+        set_hex(o, "wallet_id", call->key.b, 32);
+        set_hex(o, "recovery", r.u.recovery.data, r.u.recovery.len);
+        break;
+    case NET_R_RESTORE:
+        if (r.kind != CG_CMD_RESTORE) goto bad;
+        set_hex(o, "wallet_id", call->key.b, 32);
+        set_hex(o, "thresh_pubkey", r.u.restore.thresh_pubkey, 33);
+        break;
+    case NET_R_RETIRE:
+        if (r.kind != CG_CMD_RETIRE) goto bad;
+        set_hex(o, "wallet_id", call->key.b, 32);
+        json_object_set_new(o, "retired_at_ms",
+                            json_integer((json_int_t)call->retired.retired_at_ms));
+        json_object_set_new(o, "wipe_after_ms",
+                            json_integer((json_int_t)call->retired.wipe_after_ms));
+        break;
     default:
         goto bad;
     }

@@ -16,6 +16,8 @@
 #define NET_ST_PAYLOAD_TOO_LARGE 100
 #define NET_ST_URI_TOO_LONG 101
 
+/* FAILED_PRECONDITION (412) and ALREADY_EXISTS (409) have rows of their
+ * own since wallet retirement and restore: see net_status.c. */
 typedef struct net_http_status {
     unsigned http;
     const char *code; /* canonical name for the JSON error body */
@@ -37,7 +39,10 @@ enum net_route {
     NET_R_SIGN1,
     NET_R_SIGN2,
     NET_R_WALLET,
-    NET_R_FAULT, /* fault-injection builds only */
+    NET_R_FAULT,    /* fault-injection builds only */
+    NET_R_RECOVERY, /* GET /v1/wallets/{id}/recovery */
+    NET_R_RESTORE,  /* POST /v1/wallets/{id}/restore */
+    NET_R_RETIRE,   /* POST /v1/admin/wallets/{id}/retire (admin keys only) */
     /* /v1/admin/...: signed by an admin key (net_admit.c) */
     NET_R_ADM_TOKENS,  /* POST /v1/admin/tokens: mint an enrollment token */
     NET_R_ADM_REVOKE,  /* POST /v1/admin/tokens/{id}/revoke */
@@ -63,7 +68,7 @@ enum net_auth_fail {
 };
 
 #define NET_HIST_BUCKETS 14
-#define NET_HTTP_CODES 16
+#define NET_HTTP_CODES 17
 
 typedef struct net_metrics {
     _Atomic uint64_t count[NET_R_COUNT_][NET_HTTP_CODES];

@@ -26,9 +26,12 @@ const char *const net_route_names[NET_R_COUNT_] = {
     [NET_R_ADM_WALLETS] = "admin_wallet_list",
     [NET_R_ADM_WALLET] = "admin_wallet",
     [NET_R_ADM_AUDIT] = "admin_audit_list",
+    [NET_R_RECOVERY] = "recovery",
+    [NET_R_RESTORE] = "restore",
+    [NET_R_RETIRE] = "retire",
 };
 
-static const unsigned http_codes[NET_HTTP_CODES] = {200, 400, 401, 403, 404, 405, 409, 413,
+static const unsigned http_codes[NET_HTTP_CODES] = {200, 400, 401, 403, 404, 405, 409, 412, 413,
                                                     414, 429, 431, 500, 501, 503, 504, 0};
 /* Upper bounds in ms; the last bucket of the exposition is +Inf. */
 static const double bounds_ms[NET_HIST_BUCKETS] = {0.5, 1,   2.5, 5,    10,   25,    50,

@@ -199,6 +199,16 @@ static int route_of(const net_server *srv, const char *url, int *want_post, char
             *want_post = fixed[i].post;
             return fixed[i].route;
         }
+    static const char admin[] = "/v1/admin/wallets/";
+    if (!strncmp(url, admin, sizeof admin - 1)) {
+        const char *id = url + sizeof admin - 1;
+        if (strlen(id) >= 64 && is_hex64(id, 64) && !strcmp(id + 64, "/retire")) {
+            memcpy(wallet, id, 64);
+            wallet[64] = 0;
+            *want_post = 1;
+            return NET_R_RETIRE;
+        }
+    }
     static const char adm[] = "/v1/admin/";
     if (!strncmp(url, adm, sizeof adm - 1))
         return admin_route_of(url + sizeof adm - 1, want_post, wallet);
@@ -214,7 +224,12 @@ static int route_of(const net_server *srv, const char *url, int *want_post, char
         *want_post = 0;
         return NET_R_WALLET;
     }
+    if (!strcmp(slash, "/recovery")) {
+        *want_post = 0;
+        return NET_R_RECOVERY;
+    }
     *want_post = 1;
+    if (!strcmp(slash, "/restore")) return NET_R_RESTORE;
     if (!strcmp(slash, "/sign/round1")) return NET_R_SIGN1;
     if (!strcmp(slash, "/sign/round2")) return NET_R_SIGN2;
 #if CG_FAULT_INJECTION
@@ -398,6 +413,52 @@ static enum MHD_Result dispatch_admin(req *q, json_t *body, uint64_t now)
     return send_json(q, 200, out, 0);
 }
 
+static int is_admin(const net_server *s, const uint8_t pk[33])
+{
+    for (size_t i = 0; i < s->cfg.n_admin_pubkeys; i++)
+        if (!memcmp(s->cfg.admin_pubkeys[i], pk, 33)) return 1;
+    return 0;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/*
+ * Marks the wallet retired in its metadata (durable before return), or
+ * finds it marked already: a second retire answers like the first and
+ * never moves the wipe. grace_s is what the request asked for.
+ */
+static rt_status mark_retired(net_server *s, const rt_key *w, uint64_t grace_s, net_retired *out)
+{
+    uint8_t *meta = NULL;
+    size_t len = 0;
+    rt_status st = s->cfg.meta.get(s->cfg.meta.ud, w, &meta, &len);
+    if (st != RT_OK) return st;
+    int r = net_meta_retired(meta, len, out);
+    if (r != 0) {
+        free(meta);
+        return r > 0 ? RT_OK : RT_DATA_LOSS;
+    }
+    uint8_t *m = malloc(len + NET_RETIRED_SUFFIX_LEN);
+    if (!m) {
+        free(meta);
+        return RT_RESOURCE_EXHAUSTED;
+    }
+    memcpy(m, meta, len);
+    free(meta);
+    out->retired_at_ms = net_unix_ms();
+    out->wipe_after_ms = out->retired_at_ms + grace_s * 1000;
+    m[len] = 'R';
+    put_be64(m + len + 1, out->retired_at_ms);
+    put_be64(m + len + 9, out->wipe_after_ms);
+    st = s->cfg.meta.put(s->cfg.meta.ud, w, m, len + NET_RETIRED_SUFFIX_LEN);
+    free(m);
+    return st;
+}
+
 static enum MHD_Result dispatch(req *q)
 {
     net_server *s = q->srv;
@@ -424,7 +485,7 @@ static enum MHD_Result dispatch(req *q)
     }
     /* 2. Parse. */
     json_t *body = NULL;
-    if (q->route != NET_R_WALLET && q->route != NET_R_ADM_WALLET) {
+    if (q->route != NET_R_WALLET && q->route != NET_R_ADM_WALLET && q->route != NET_R_RECOVERY) {
         json_error_t je;
         body = json_loadb(q->body ? q->body : "", q->len, JSON_REJECT_DUPLICATES, &je);
         if (!body || !json_is_object(body)) {
@@ -444,14 +505,27 @@ static enum MHD_Result dispatch(req *q)
         ret = send_error(q, st, err, strlen(err), q->call.blame, 0);
         goto out;
     }
-    /* 3. Authorization: the signer must be a participant of the wallet. */
+    /* 3. Authorization: the signer must be a participant of the wallet
+     * (an admin key for the admin routes). */
     net_params p;
     uint8_t *meta = NULL;
     size_t mlen = 0;
-    if (q->route == NET_R_DKG1) {
+    net_retired retired;
+    int is_retired = 0;
+    if (q->route == NET_R_DKG1 || q->route == NET_R_RESTORE) {
         net_params_parse(q->call.params, q->call.params_len, &p);
         if (net_params_index(&p, s->cfg.hostpubkey) < 0) {
             ret = fail(q, RT_INVALID_ARGUMENT, "params must include the service host public key");
+            goto out;
+        }
+        /* The metadata may well be missing (a new wallet, or lost with the
+         * record); when present it may say the wallet was retired. */
+        st = s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &meta, &mlen);
+        if (st == RT_OK) is_retired = net_meta_retired(meta, mlen, &retired) > 0;
+        free(meta);
+        meta = NULL;
+        if (st != RT_OK && st != RT_NOT_FOUND) {
+            ret = fail(q, RT_UNAVAILABLE, "wallet metadata unavailable");
             goto out;
         }
     } else {
@@ -464,6 +538,7 @@ static enum MHD_Result dispatch(req *q)
             ret = fail(q, st, "wallet metadata unavailable");
             goto out;
         }
+        is_retired = net_meta_retired(meta, mlen, &retired) > 0;
         /* The stored participant list is public and unencrypted: trust it
          * only if it hashes to the wallet id the client named. */
         uint8_t id[32];
@@ -478,9 +553,21 @@ static enum MHD_Result dispatch(req *q)
     }
     int idx = net_params_index(&p, q->auth.pk);
     free(meta);
-    if (idx < 0) {
+    if (q->route == NET_R_RETIRE) {
+        if (!is_admin(s, q->auth.pk)) {
+            auth_fail(q, NET_AF_NOT_PARTICIPANT);
+            ret = fail(q, RT_PERMISSION_DENIED, "key is not an admin key of this service");
+            goto out;
+        }
+    } else if (idx < 0) {
         auth_fail(q, NET_AF_NOT_PARTICIPANT);
         ret = fail(q, RT_PERMISSION_DENIED, "key is not a participant of this wallet");
+        goto out;
+    } else if (is_retired) {
+        /* Refused here, from the metadata alone: a retired wallet's actor
+         * is never activated again (after the wipe there is nothing to
+         * activate). */
+        ret = fail(q, RT_FAILED_PRECONDITION, "wallet retired");
         goto out;
     }
     /* Cluster: the node holding the wallet's lease serves it; any other
@@ -570,6 +657,40 @@ static enum MHD_Result dispatch(req *q)
             goto out;
         }
         st = net_codec_fault(kind, q->auth.pk, &q->call, err, sizeof err);
+    } else if (q->route == NET_R_RETIRE) {
+        json_t *g = json_object_get(body, "grace_s");
+        uint64_t grace = s->cfg.retire_grace_s;
+        if (g && !json_is_null(g)) {
+            if (!json_is_integer(g) || json_integer_value(g) < 0 ||
+                (uint64_t)json_integer_value(g) > s->cfg.retire_grace_s) {
+                snprintf(err, sizeof err,
+                         "field \"grace_s\" must be an integer in 0..%llu (retire_grace_s)",
+                         (unsigned long long)s->cfg.retire_grace_s);
+                ret = fail(q, RT_INVALID_ARGUMENT, err);
+                goto out;
+            }
+            grace = (uint64_t)json_integer_value(g);
+        }
+        /* The audit record before anything takes effect: no retirement
+         * without its trace. Then the marker: from that moment every
+         * request is refused without reaching the actor, whatever happens
+         * to the rest. */
+        char wid[65];
+        net_hex_encode(wid, q->call.key.b, 32);
+        json_t *d = json_pack("{s:s,s:I}", "wallet_id", wid, "grace_s", (json_int_t)grace);
+        st = net_admit_audit(s->adm, q->auth.pk, "wallet.retire", d, now);
+        json_decref(d);
+        if (st != RT_OK) {
+            ret = fail(q, RT_UNAVAILABLE, "audit log unavailable; nothing done");
+            goto out;
+        }
+        st = mark_retired(s, &q->call.key, grace, &q->call.retired);
+        if (st != RT_OK) {
+            ret = fail(q, st == RT_DATA_LOSS ? st : RT_UNAVAILABLE,
+                       "could not record the retirement in the wallet metadata");
+            goto out;
+        }
+        st = net_codec_encode(q->route, body, q->auth.pk, &q->call, err, sizeof err);
     } else {
         st = net_codec_encode(q->route, body, q->auth.pk, &q->call, err, sizeof err);
     }
@@ -601,17 +722,30 @@ static enum MHD_Result respond_reply(req *q)
         atomic_fetch_add(&s->m.lease_gate_refusals, 1);
         return fail(q, RT_UNAVAILABLE, "this node lost the wallet's lease meanwhile; retry");
     }
+    if (q->route == NET_R_RETIRE && (r->status == RT_OK || r->status == RT_NOT_FOUND)) {
+        /* NOT_FOUND: the actor holds no record (already wiped, or lost):
+         * nothing left to mark, the metadata marker stands. */
+        char wid[65];
+        net_hex_encode(wid, q->call.key.b, 32);
+        return send_json(q, 200,
+                         json_pack("{s:s,s:I,s:I}", "wallet_id", wid, "retired_at_ms",
+                                   (json_int_t)q->call.retired.retired_at_ms, "wipe_after_ms",
+                                   (json_int_t)q->call.retired.wipe_after_ms),
+                         0);
+    }
     if (r->status != RT_OK)
         return send_error(q, r->status, (const char *)r->data, r->len, r->blame, r->retry_after_ms);
-    if (q->route == NET_R_DKG1) {
+    if (q->route == NET_R_DKG1 || q->route == NET_R_RESTORE) {
         /* Record who may address this wallet, before any device learns its
-         * id: every later route authorizes against it without an actor. */
+         * id: every later route authorizes against it without an actor. A
+         * restore re-creates it when it was lost with the record. */
         if (s->cfg.meta.cas) {
             /* Insert-if-absent: exactly one of the devices' replies records
              * the wallet, and only that one counts it against the quotas. */
             rt_status st = s->cfg.meta.cas(s->cfg.meta.ud, &q->call.key, NULL, 0, q->call.params,
                                            q->call.params_len);
-            if (st == RT_OK) {
+            if (st == RT_OK && q->route == NET_R_DKG1) {
+                /* (A restore brings back a wallet already counted.) */
                 net_params p;
                 if (net_params_parse(q->call.params, q->call.params_len, &p) == RT_OK)
                     net_admit_wallet_created(s->adm, &p);

@@ -20,13 +20,16 @@ static const net_http_status table[RT_STATUS_COUNT_] = {
     [RT_INVALID_ARGUMENT] = {400, "INVALID_ARGUMENT", false},
     [RT_DEADLINE_EXCEEDED] = {504, "DEADLINE_EXCEEDED", false},
     [RT_NOT_FOUND] = {404, "NOT_FOUND", false},
-    /* A message not valid in the session's current state ("the wallet
-     * already exists", "DKG round 1 is over", a protocol bound): the
-     * request is wrong for now, as the message explains. */
-    [RT_ALREADY_EXISTS] = {400, "INVALID_ARGUMENT", false},
+    /* The wallet already exists (a DKG round 1 or a restore with other
+     * recovery data for a wallet the service holds): a conflict with
+     * durable state, not a malformed request. */
+    [RT_ALREADY_EXISTS] = {409, "ALREADY_EXISTS", false},
     [RT_PERMISSION_DENIED] = {403, "PERMISSION_DENIED", false},
     [RT_RESOURCE_EXHAUSTED] = {429, "RESOURCE_EXHAUSTED", true},
-    [RT_FAILED_PRECONDITION] = {400, "INVALID_ARGUMENT", false},
+    /* Well-formed, but the wallet's state refuses it: retired (for good),
+     * or a round posted before the previous one completed. Retrying the
+     * same request does not help until that state changes. */
+    [RT_FAILED_PRECONDITION] = {412, "FAILED_PRECONDITION", false},
     [RT_ABORTED] = {409, "ABORTED", false},
     [RT_OUT_OF_RANGE] = {400, "INVALID_ARGUMENT", false},
     /* An unknown command or command version: nothing serves it. */

@@ -223,6 +223,135 @@ static rt_status create_key_file(const char *dir, const char *path, uint8_t *mk,
 
 /* ---------------------------------------------------------- committer -- */
 
+/*
+ * Overwrites a value in place in the data file with zeros and makes that
+ * durable. v must come from mdb_get as the first access of a write
+ * transaction (its page is not dirty yet), so it points into LMDB's
+ * read-only, MAP_SHARED map of data.mdb: its file offset is its distance
+ * from the map's base, and the zeros written through the file descriptor
+ * are what the map (and any reader) sees from then on. Returns an errno
+ * that aborts the transaction, or 0.
+ */
+static int wipe_value(store *s, const MDB_val *v)
+{
+    MDB_envinfo ei;
+    uintptr_t base = 0, p = (uintptr_t)v->mv_data;
+    size_t maplen = s->map_len;
+    if (mdb_env_info(s->env, &ei) == 0 && ei.me_mapaddr) {
+        base = (uintptr_t)ei.me_mapaddr; /* MDB_FIXEDMAP only; else located at open */
+        maplen = ei.me_mapsize;
+    } else if (s->map_base) {
+        base = (uintptr_t)s->map_base;
+    }
+    if (!base || p < base || v->mv_size > maplen || p - base > maplen - v->mv_size)
+        return ENOTSUP; /* not in the map: refuse rather than delete without wiping */
+    int fd;
+    if (mdb_env_get_fd(s->env, &fd)) return EIO;
+    static const uint8_t zeros[4096];
+    off_t off = (off_t)(p - base);
+    size_t left = v->mv_size;
+    while (left) {
+        size_t n = left < sizeof zeros ? left : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? errno : EIO;
+        off += w;
+        left -= (size_t)w;
+    }
+    return fdatasync(fd) == 0 ? 0 : errno;
+}
+
+static int write_root(store *s, MDB_txn *txn);
+
+/* mdb_reader_list's lines: "%10d %zx %s" = pid, thread, txnid or "-". */
+static int oldest_reader_line(const char *msg, void *ctx)
+{
+    size_t *oldest = ctx;
+    int pid;
+    size_t tid;
+    unsigned long long txn;
+    if (sscanf(msg, "%d %zx %llu", &pid, &tid, &txn) == 3 && txn < *oldest) *oldest = (size_t)txn;
+    return 0;
+}
+
+/*
+ * Zeroes every page on LMDB's free list that no snapshot can still read:
+ * where the older copies of a wiped record lie. Every write copies the
+ * pages it changes (copy on write), so the leaf that held a small record
+ * was copied, bytes and all, each time any record beside it changed, and
+ * those copies wait on the free list, intact, for LMDB to reuse them.
+ *
+ * Which pages are safe is LMDB's own rule for reusing them: those freed by
+ * a transaction older than the oldest live reader and older than the
+ * previous commit (whose tree the other meta page still names). A dummy
+ * commit first (the index root rewritten as it is) makes the wipe's own
+ * commit old enough, so the pages it freed are scrubbed too. All of it runs
+ * inside one write transaction, which holds LMDB's writer lock: no other
+ * writer (store_put_meta runs on its caller's thread) can take one of these
+ * pages meanwhile. A page still held by a long reader is left for the next
+ * scrub. Committer thread only.
+ */
+static int scrub_free_pages(store *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) return rc;
+    if ((rc = write_root(s, txn))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = mdb_txn_commit(txn))) return rc; /* frees txn */
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) return rc;
+    size_t oldest = mdb_txn_id(txn) - 1;
+    mdb_reader_list(s->env, oldest_reader_line, &oldest);
+    /* LMDB lets only a read-only transaction read the free list; this one
+     * sees the last commit, which nobody can change while txn is open. */
+    MDB_txn *rd = NULL;
+    MDB_stat ms;
+    int fd;
+    MDB_cursor *c = NULL;
+    if ((rc = mdb_env_stat(s->env, &ms)) || (rc = mdb_env_get_fd(s->env, &fd)) ||
+        (rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rd)) ||
+        (rc = mdb_cursor_open(rd, 0 /* the free list */, &c))) {
+        if (rd) mdb_txn_abort(rd);
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    uint8_t *zeros = calloc(1, ms.ms_psize);
+    if (!zeros) rc = ENOMEM;
+    MDB_val k, v;
+    while (!rc && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+        size_t freed_by;
+        if (k.mv_size != sizeof freed_by || v.mv_size < sizeof(size_t)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(&freed_by, k.mv_data, sizeof freed_by);
+        if (freed_by >= oldest) break; /* keys ascend: the rest are newer */
+        const size_t *idl = v.mv_data; /* count, then page numbers */
+        size_t count = idl[0];
+        if (count > v.mv_size / sizeof(size_t) - 1) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        for (size_t i = 1; !rc && i <= count; i++) {
+            off_t off = (off_t)idl[i] * (off_t)ms.ms_psize;
+            ssize_t w;
+            do
+                w = pwrite(fd, zeros, ms.ms_psize, off);
+            while (w < 0 && errno == EINTR);
+            if (w != (ssize_t)ms.ms_psize) rc = w < 0 ? errno : EIO;
+        }
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    if (!rc && fdatasync(fd)) rc = errno;
+    free(zeros);
+    mdb_cursor_close(c);
+    mdb_txn_abort(rd);
+    mdb_txn_abort(txn); /* it changed nothing LMDB knows about */
+    return rc;
+}
+
 /* Applies one request inside the batch's write transaction. Returns an LMDB
  * error that breaks the whole transaction (0 otherwise); the request's own
  * outcome goes to r->st. */
@@ -241,7 +370,16 @@ static int apply_req(store *s, MDB_txn *txn, req *r)
         return rc;
     }
     uint8_t t[ACC_LEN];
-    if (r->kind == REQ_DELETE) {
+    if (r->kind == REQ_WIPE) {
+        MDB_val rv;
+        int wrc = mdb_get(txn, s->db_rec, &k, &rv);
+        if (wrc == 0) {
+            if ((wrc = wipe_value(s, &rv)) != 0) return wrc;
+        } else if (wrc != MDB_NOTFOUND) {
+            return wrc;
+        }
+    }
+    if (r->kind == REQ_DELETE || r->kind == REQ_WIPE) {
         if (rc == MDB_NOTFOUND) {
             r->st = RT_NOT_FOUND;
             return 0;
@@ -361,7 +499,11 @@ static void *committer_main(void *arg)
         }
         unsigned limit = s->group_commit ? s->max_batch : 1, n = 0;
         req *batch = s->head, *last = NULL;
+        /* A wipe commits alone: its value must be untouched by earlier
+         * changes of the same transaction (see wipe_value). */
+        if (batch->kind == REQ_WIPE) limit = 1;
         for (req *r = s->head; r && n < limit; r = r->next) {
+            if (n && r->kind == REQ_WIPE) break;
             last = r;
             n++;
         }
@@ -370,10 +512,15 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        if (s->pg)
+        if (s->pg) {
             store_pg_commit_batch(s, batch, n);
-        else
+        } else {
             commit_batch(s, batch, n);
+            /* The record is gone from the tree; now its older copies. A
+             * failure is reported: the pages wait for the next wipe. */
+            if (batch->kind == REQ_WIPE && batch->st == RT_OK && scrub_free_pages(s) != 0)
+                batch->st = RT_UNAVAILABLE;
+        }
         for (req *r = batch, *nx; r; r = nx) {
             nx = r->next;
             r->done(r->arg, r->st);
@@ -850,7 +997,7 @@ rt_status store_put_sync(store *s, const rt_key *key, const uint8_t *rec, size_t
     return waiter_wait(&w);
 }
 
-rt_status store_delete(store *s, const rt_key *key)
+static rt_status delete_req(store *s, const rt_key *key, int kind)
 {
     waiter w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
@@ -861,7 +1008,7 @@ rt_status store_delete(store *s, const rt_key *key)
         pthread_cond_destroy(&w.cv);
         return RT_RESOURCE_EXHAUSTED;
     }
-    r->kind = REQ_DELETE;
+    r->kind = s->pg ? REQ_DELETE : kind; /* PostgreSQL: see store_wipe in store.h */
     r->key = *key;
     if (s->pg) store_pg_lease_of(s, key, r);
     r->done = waiter_done;
@@ -871,6 +1018,16 @@ rt_status store_delete(store *s, const rt_key *key)
         waiter_done(&w, RT_UNAVAILABLE);
     }
     return waiter_wait(&w);
+}
+
+rt_status store_delete(store *s, const rt_key *key)
+{
+    return delete_req(s, key, REQ_DELETE);
+}
+
+rt_status store_wipe(store *s, const rt_key *key)
+{
+    return delete_req(s, key, REQ_WIPE);
 }
 
 rt_status store_iterate(store *s, store_iter_cb cb, void *arg)

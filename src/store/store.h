@@ -125,6 +125,36 @@ rt_status store_put_sync(store *s, const rt_key *key, const uint8_t *rec, size_t
  * forgets the version, so a later re-creation starts again at 1. */
 rt_status store_delete(store *s, const rt_key *key);
 
+/*
+ * As store_delete, but first overwrites the record's bytes where they lie in
+ * the data file, so the sealed share is gone from the disk and not merely
+ * unlinked. Why: LMDB's delete moves the page holding a value to its free
+ * list, bytes intact, until some later write happens to reuse it; a retired
+ * wallet's share must not outlive its grace period in a backup of the file.
+ *
+ * LMDB, on the committer thread: first a write transaction of its own, in
+ * which the value (inside the read-only map, as it is first touched in that
+ * transaction) is overwritten with zeros through the data file's
+ * descriptor, fdatasync'd, then deleted with its version entry (index root
+ * updated) and committed. Then the copies: every commit copies the pages it
+ * changes, so older copies of the record (the leaf it shared with other
+ * records, copied whenever one of them changed; earlier versions) wait on
+ * LMDB's free list; every free page no snapshot can read any more is zeroed
+ * too (LMDB's own rule for reusing a page), after one dummy commit that
+ * makes the wipe's own freed pages old enough. A page a long-running reader
+ * still holds is left for the next wipe. A crash in between leaves a zeroed
+ * record still indexed: it reads DATA_LOSS, the store opens, and the next
+ * store_wipe finishes the job. Concurrent readers of this wallet may read
+ * the zeros (DATA_LOSS): wipe only a wallet nothing serves any more.
+ * PostgreSQL: the row is deleted; its old tuple versions stay in the table
+ * file until VACUUM reclaims them (run VACUUM on the records table; a plain
+ * VACUUM marks the space reusable, VACUUM FULL rewrites the file).
+ * NOT_FOUND if key has no record; UNAVAILABLE on an I/O error (also when
+ * the record is deleted but the scrub of the free pages failed: a retry
+ * then says NOT_FOUND, and the next wipe scrubs them).
+ */
+rt_status store_wipe(store *s, const rt_key *key);
+
 /* Calls cb for every key with a record, in key order, with its indexed
  * version; a non-zero return from cb stops the walk. cb may call store_get
  * but not write. Returns UNAVAILABLE on I/O error. */

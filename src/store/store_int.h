@@ -31,7 +31,9 @@
 extern const char store_keycheck_pt[29]; /* "cosignerd store key check v1" + NUL */
 #define STORE_KEYCHECK_LEN (NONCE_LEN + 29 + TAG_LEN)
 
-enum req_kind { REQ_PUT, REQ_DELETE };
+/* REQ_WIPE (LMDB only; PostgreSQL queues a REQ_DELETE) always commits in a
+ * transaction of its own, as its first and only change: see wipe_value(). */
+enum req_kind { REQ_PUT, REQ_DELETE, REQ_WIPE };
 
 typedef struct req {
     struct req *next;

@@ -140,12 +140,25 @@ static struct {
 } C;
 
 /* API.md's error table, exactly: anything else is a violation. 409 is
- * ABORTED only (a round 2 that finds its session gone, see r2_aborted). */
-static const char *const code_names[] = {
-    "OK",        "INVALID_ARGUMENT", "UNAUTHENTICATED",   "PERMISSION_DENIED",
-    "NOT_FOUND", "ABORTED",          "PAYLOAD_TOO_LARGE", "RESOURCE_EXHAUSTED",
-    "INTERNAL",  "UNAVAILABLE",      "DEADLINE_EXCEEDED", "DATA_LOSS"};
-static const long code_http[] = {200, 400, 401, 403, 404, 409, 413, 429, 500, 503, 504, 500};
+ * ABORTED (a round 2 that finds its session gone, see r2_aborted) or
+ * ALREADY_EXISTS (a DKG for a wallet that exists); 412 FAILED_PRECONDITION
+ * is a round posted before the previous one completed. */
+static const char *const code_names[] = {"OK",
+                                         "INVALID_ARGUMENT",
+                                         "UNAUTHENTICATED",
+                                         "PERMISSION_DENIED",
+                                         "NOT_FOUND",
+                                         "ABORTED",
+                                         "PAYLOAD_TOO_LARGE",
+                                         "RESOURCE_EXHAUSTED",
+                                         "INTERNAL",
+                                         "UNAVAILABLE",
+                                         "DEADLINE_EXCEEDED",
+                                         "DATA_LOSS",
+                                         "ALREADY_EXISTS",
+                                         "FAILED_PRECONDITION"};
+static const long code_http[] = {200, 400, 401, 403, 404, 409, 413,
+                                 429, 500, 503, 504, 500, 409, 412};
 #define N_CODES (sizeof code_names / sizeof code_names[0])
 #define CODE_UNDOCUMENTED N_CODES
 #define CODE_TRANSPORT (N_CODES + 1)
@@ -1202,7 +1215,7 @@ static void on_resp(void *arg, long code, json_t *resp, const char *err)
     (void)documented;
     if (w->round == 2 && q->kind == RQ_OP) {
         if (!w->r2_first) w->r2_first = now_ms();
-        if (code == 409) w->r2_aborted = 1;
+        if (code == 409 && is_code(resp, "ABORTED")) w->r2_aborted = 1;
     }
     if (w->store_fault && w->op == OP_DKG && q->kind == RQ_OP && q->gen == w->op_gen &&
         code == 503 && !w->store_fail_seen && is_code(resp, "UNAVAILABLE")) {

@@ -22,7 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cg_cmd_decode(&c, data, size) == RT_OK) {
         FUZZ_CHECK(c.kind == CG_CMD_DKG_ROUND1 || c.kind == CG_CMD_DKG_ROUND2 ||
                    c.kind == CG_CMD_SIGN_ROUND1 || c.kind == CG_CMD_SIGN_ROUND2 ||
-                   c.kind == CG_CMD_GET_WALLET || c.kind == CG_CMD_FAULT);
+                   c.kind == CG_CMD_GET_WALLET || c.kind == CG_CMD_GET_RECOVERY ||
+                   c.kind == CG_CMD_RESTORE || c.kind == CG_CMD_RETIRE || c.kind == CG_CMD_FAULT);
+        if (c.kind == CG_CMD_RESTORE)
+            FUZZ_CHECK(c.u.restore.recovery_len >= 1 &&
+                       c.u.restore.recovery_len <= CG_MAX_RECOVERY_LEN);
         FUZZ_CHECK(cg_cmd_kind_name(c.kind)[0] != '?');
         if (c.kind == CG_CMD_DKG_ROUND1)
             FUZZ_CHECK(c.u.dkg1.t >= 1 && c.u.dkg1.t <= c.u.dkg1.n &&
@@ -118,6 +122,15 @@ int fuzz_write_seeds(const char *dir)
     memset(&c.u, 0, sizeof c.u);
     c.kind = CG_CMD_GET_WALLET;
     put(dir, "get_wallet", &c, &n);
+    c.kind = CG_CMD_GET_RECOVERY;
+    put(dir, "get_recovery", &c, &n);
+    c.kind = CG_CMD_RETIRE;
+    put(dir, "retire", &c, &n);
+    c.kind = CG_CMD_RESTORE;
+    c.u.restore.recovery = blob;
+    c.u.restore.recovery_len = 4 + 33 * 2 + 162 * 3;
+    put(dir, "restore", &c, &n);
+    memset(&c.u, 0, sizeof c.u);
     c.kind = CG_CMD_FAULT;
     for (uint32_t k = 1; k <= CG_FAULT_KIND_MAX_; k++) {
         char name[32];
@@ -152,6 +165,18 @@ int fuzz_write_seeds(const char *dir)
     r.u.wallet.hostpubkeys = pk;
     r.u.wallet.pubshares = pk + 33;
     put_reply(dir, "reply_wallet", &r, &n);
+    memset(&r.u, 0, sizeof r.u);
+    r.kind = CG_CMD_GET_RECOVERY;
+    r.u.recovery.data = blob;
+    r.u.recovery.len = 4 + 33 * 2 + 162 * 3;
+    put_reply(dir, "reply_recovery", &r, &n);
+    memset(&r.u, 0, sizeof r.u);
+    r.kind = CG_CMD_RESTORE;
+    r.u.restore.thresh_pubkey = pk;
+    put_reply(dir, "reply_restore", &r, &n);
+    memset(&r.u, 0, sizeof r.u);
+    r.kind = CG_CMD_RETIRE;
+    put_reply(dir, "reply_retire", &r, &n);
     cg_config cf = {5000, CG_CONFIG_FAULT_INJECTION};
     uint8_t b[CG_CONFIG_LEN];
     cg_config_encode(&cf, b);

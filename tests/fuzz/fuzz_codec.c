@@ -74,12 +74,23 @@ static int hex64_is(const char *s, const uint8_t key[32])
 static void check_target(int route, const char *wallet, json_t *body, const net_call *c)
 {
     if (route == NET_R_SIGN1 || route == NET_R_SIGN2 || route == NET_R_WALLET ||
-        route == NET_R_FAULT) {
+        route == NET_R_FAULT || route == NET_R_RECOVERY || route == NET_R_RETIRE) {
         FUZZ_CHECK(hex64_is(wallet, c->key.b));
         FUZZ_CHECK(!c->params);
         return;
     }
     FUZZ_CHECK(json_is_object(body));
+    if (route == NET_R_RESTORE) {
+        /* The params come from the recovery data and hash to the URL's id. */
+        net_params p;
+        uint8_t id[32];
+        uint64_t blame = 1;
+        FUZZ_CHECK(hex64_is(wallet, c->key.b));
+        FUZZ_CHECK(c->params && net_params_parse(c->params, c->params_len, &p) == RT_OK);
+        FUZZ_CHECK(cg_wallet_id(p.hostpubkeys, p.n, p.t, id, &blame) == RT_OK);
+        FUZZ_CHECK(!memcmp(id, c->key.b, 32) && blame == 0);
+        return;
+    }
     if (route == NET_R_DKG2) {
         FUZZ_CHECK(hex64_is(json_string_value(json_object_get(body, "wallet_id")), c->key.b));
         return;
@@ -116,6 +127,12 @@ static int kind_of(int route)
         return CG_CMD_SIGN_ROUND2;
     case NET_R_WALLET:
         return CG_CMD_GET_WALLET;
+    case NET_R_RECOVERY:
+        return CG_CMD_GET_RECOVERY;
+    case NET_R_RESTORE:
+        return CG_CMD_RESTORE;
+    case NET_R_RETIRE:
+        return CG_CMD_RETIRE;
     default:
         return 0;
     }
@@ -162,7 +179,10 @@ static void check_command(int route, json_t *body, const net_call *c)
         FUZZ_CHECK(hex_is(body, "session_id", d.u.sign2.session_id, 32));
         FUZZ_CHECK(hex_is(body, "psig", d.u.sign2.psig, 32));
         break;
-    default: /* GET_WALLET: no body */
+    case CG_CMD_RESTORE:
+        FUZZ_CHECK(hex_is(body, "recovery", d.u.restore.recovery, d.u.restore.recovery_len));
+        break;
+    default: /* GET_WALLET, GET_RECOVERY, RETIRE: no body */
         break;
     }
 }

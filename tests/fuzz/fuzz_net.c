@@ -202,7 +202,8 @@ static void route_of(unsigned r, const char **method, char *path, size_t cap)
 
 static int documented(int code)
 {
-    static const int ok[] = {200, 400, 401, 403, 404, 405, 409, 413, 414, 429, 431, 500, 503, 504};
+    static const int ok[] = {200, 400, 401, 403, 404, 405, 409, 412,
+                             413, 414, 429, 431, 500, 503, 504};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (code == ok[i]) return 1;
     return 0;

@@ -222,6 +222,33 @@ static void test_sign2_wallet_fault(void **state)
     assert_int_equal(cg_cmd_decode(&d, buf, len), RT_INVALID_ARGUMENT);
     free(buf);
 
+    /* Recovery, restore, retire: round trips and the recovery bound. */
+    static uint8_t recd[CG_MAX_RECOVERY_LEN + 1];
+    for (int kind = CG_CMD_GET_RECOVERY; kind <= CG_CMD_RETIRE; kind++) {
+        c = (cg_cmd){.kind = kind, .sender = pk[0]};
+        if (kind == CG_CMD_RESTORE) {
+            c.u.restore.recovery = recd;
+            c.u.restore.recovery_len = CG_MAX_RECOVERY_LEN;
+        }
+        assert_int_equal(cg_cmd_encode(&c, NULL, 0, &len), RT_OUT_OF_RANGE);
+        buf = malloc(len);
+        assert_int_equal(cg_cmd_encode(&c, buf, len, &len), RT_OK);
+        assert_int_equal(cg_cmd_decode(&d, buf, len), RT_OK);
+        assert_int_equal(d.kind, kind);
+        if (kind == CG_CMD_RESTORE) {
+            assert_int_equal(d.u.restore.recovery_len, CG_MAX_RECOVERY_LEN);
+            buf[35] = 0xff; /* length above the bound */
+            assert_int_equal(cg_cmd_decode(&d, buf, len), RT_INVALID_ARGUMENT);
+        }
+        free(buf);
+    }
+    c = (cg_cmd){.kind = CG_CMD_RESTORE, .sender = pk[0]};
+    c.u.restore.recovery = recd;
+    c.u.restore.recovery_len = CG_MAX_RECOVERY_LEN + 1;
+    assert_int_equal(cg_cmd_encode(&c, NULL, 0, &len), RT_INVALID_ARGUMENT);
+    c.u.restore.recovery_len = 0;
+    assert_int_equal(cg_cmd_encode(&c, NULL, 0, &len), RT_INVALID_ARGUMENT);
+
     /* Unknown version and kind. */
     uint8_t raw[35] = {CG_CMD_VERSION, 77};
     assert_int_equal(cg_cmd_decode(&d, raw, 35), RT_UNIMPLEMENTED);

@@ -1316,6 +1316,219 @@ static void snap_same(cg_actor *a, const snapcap *idle, const uint8_t *nonce)
  * after round 1 and after round 2 is byte-identical to the one taken idle,
  * and no signing call marks the state dirty (post_sign1 and sign_round2
  * check that on every call, in every test). */
+/* ------------------------------------------------ recovery and retirement -- */
+
+static void stranger_key(uint8_t pk[33])
+{
+    uint8_t sk[32];
+    cg_dkg_error e;
+    do
+        rnd(sk, 32);
+    while (cg_dkg_hostpubkey_gen(pk, sk, 32, &e) != RT_OK);
+}
+
+static result simple_cmd(host *h, int kind, const uint8_t *sender)
+{
+    cg_cmd c = {.kind = kind, .sender = sender};
+    return call(h, &c);
+}
+
+static result restore_cmd(host *h, const uint8_t *sender, const uint8_t *rec, uint32_t len)
+{
+    cg_cmd c = {.kind = CG_CMD_RESTORE, .sender = sender};
+    c.u.restore.recovery = rec;
+    c.u.restore.recovery_len = len;
+    return call(h, &c);
+}
+
+/* The recovery data handed out is the one committed; a service with the same
+ * host key and no record rebuilds exactly the same record from it (and signs
+ * under the same key); tampered data is refused and commits nothing. */
+static void test_recovery_and_restore(void **state)
+{
+    (void)state;
+    static wallet w;
+    static host h2;
+    cg_dkg_error e;
+    cg_reply rep;
+    uint8_t spk[33];
+    stranger_key(spk);
+    wallet_setup(&w, 3, 2, 1, 0);
+    run_dkg(&w);
+    sess s;
+    sess_random(&w, &s);
+    sign_ok(&w, &s);
+
+    result r = simple_cmd(&w.h, CG_CMD_GET_RECOVERY, w.dev[1].pubkey);
+    assert_int_equal(r.st, RT_OK);
+    assert_false(w.h.dirty);
+    assert_int_equal(cg_reply_decode(&rep, r.data, r.len), RT_OK);
+    assert_int_equal(rep.kind, CG_CMD_GET_RECOVERY);
+    uint32_t rl = rep.u.recovery.len;
+    assert_int_equal(rl, CG_DKG_RECOVERY_LEN(2, 3));
+    /* The committed record ends with u32 len || recovery data. */
+    assert_true(w.h.rec_len > rl);
+    assert_memory_equal(w.h.rec + w.h.rec_len - rl, rep.u.recovery.data, rl);
+    uint8_t *rec = malloc(rl);
+    memcpy(rec, rep.u.recovery.data, rl);
+    free(r.data);
+    /* A device gets its share back from it with ChillDKG's recover. */
+    cg_dkg_scratch *scr = malloc(sizeof *scr);
+    cg_dkg_output out;
+    cg_dkg_params par;
+    assert_int_equal(cg_dkg_recover(&out, &par, w.dev[0].seckey, 32, rec, rl, scr, &e), RT_OK);
+    assert_memory_equal(out.threshold_pubkey, w.thresh_pk, 33);
+    assert_memory_equal(out.secshare, w.dev[0].out.secshare, 32);
+    cg_dkg_wipe(&out, sizeof out);
+    free(scr);
+    r = simple_cmd(&w.h, CG_CMD_GET_RECOVERY, spk);
+    assert_int_equal(r.st, RT_PERMISSION_DENIED);
+    free(r.data);
+
+    /* The same service (host key) after losing its record. */
+    memset(&h2, 0, sizeof h2);
+    memcpy(h2.hostseckey, w.h.hostseckey, 32);
+    memcpy(h2.hostpubkey, w.h.hostpubkey, 33);
+    h2.rendezvous_ms = 60000;
+    h2.now = w.h.now;
+    build(&h2);
+    assert_false(cg_actor_has_wallet(h2.a));
+    r = simple_cmd(&h2, CG_CMD_GET_RECOVERY, w.dev[0].pubkey);
+    assert_int_equal(r.st, RT_NOT_FOUND);
+    free(r.data);
+    /* A flipped certificate byte, a flipped eq_input byte, a truncation:
+     * refused, nothing committed. */
+    static const uint32_t flips[] = {0, 10, 200};
+    for (size_t i = 0; i < 3; i++) {
+        uint32_t at = i == 0 ? rl - 1 : flips[i];
+        rec[at] ^= 1;
+        r = restore_cmd(&h2, w.dev[0].pubkey, rec, rl);
+        rec[at] ^= 1;
+        assert_int_equal(r.st, RT_INVALID_ARGUMENT);
+        assert_false(h2.dirty);
+        assert_null(h2.rec);
+        assert_false(cg_actor_has_wallet(h2.a));
+        free(r.data);
+    }
+    r = restore_cmd(&h2, w.dev[0].pubkey, rec, rl - 64);
+    assert_int_equal(r.st, RT_INVALID_ARGUMENT);
+    assert_null(h2.rec);
+    free(r.data);
+    /* Only a device of the wallet may restore it. */
+    r = restore_cmd(&h2, spk, rec, rl);
+    assert_int_equal(r.st, RT_PERMISSION_DENIED);
+    assert_false(h2.dirty);
+    assert_false(cg_actor_has_wallet(h2.a));
+    free(r.data);
+    /* The genuine data: the record is rebuilt byte for byte, committed
+     * before the reply. */
+    r = restore_cmd(&h2, w.dev[1].pubkey, rec, rl);
+    assert_int_equal(r.st, RT_OK);
+    assert_true(h2.dirty);
+    assert_int_equal(cg_reply_decode(&rep, r.data, r.len), RT_OK);
+    assert_int_equal(rep.kind, CG_CMD_RESTORE);
+    assert_memory_equal(rep.u.restore.thresh_pubkey, w.thresh_pk, 33);
+    free(r.data);
+    assert_int_equal(h2.rec_len, w.h.rec_len);
+    assert_memory_equal(h2.rec, w.h.rec, w.h.rec_len);
+    r = simple_cmd(&h2, CG_CMD_GET_WALLET, w.dev[0].pubkey);
+    assert_int_equal(r.st, RT_OK);
+    assert_int_equal(cg_reply_decode(&rep, r.data, r.len), RT_OK);
+    assert_memory_equal(rep.u.wallet.pubshares, w.pubshares, 33 * 3);
+    free(r.data);
+    /* Again with the same data: idempotent; other data: a conflict. */
+    r = restore_cmd(&h2, w.dev[0].pubkey, rec, rl);
+    assert_int_equal(r.st, RT_OK);
+    assert_false(h2.dirty);
+    free(r.data);
+    rec[rl - 1] ^= 1;
+    r = restore_cmd(&h2, w.dev[0].pubkey, rec, rl);
+    rec[rl - 1] ^= 1;
+    assert_int_equal(r.st, RT_ALREADY_EXISTS);
+    assert_false(h2.dirty);
+    free(r.data);
+    /* The wallet signs from the restored record, under the same key. */
+    free(w.h.rec);
+    w.h.rec = malloc(h2.rec_len);
+    memcpy(w.h.rec, h2.rec, h2.rec_len);
+    w.h.rec_len = h2.rec_len;
+    rebuild(&w.h);
+    sess_random(&w, &s);
+    sign_ok(&w, &s);
+    free(rec);
+    host_fini(&h2);
+    host_fini(&w.h);
+}
+
+/* A retired wallet refuses to sign or hand out its recovery data, at once
+ * (a session in flight ends, its nonce wiped) and after a rebuild from its
+ * record; it cannot be restored over. */
+static void test_retire(void **state)
+{
+    (void)state;
+    static wallet w;
+    cg_reply rep;
+    unsigned sessions, nonces;
+    wallet_setup(&w, 2, 2, 1, 0);
+    run_dkg(&w);
+    result r = simple_cmd(&w.h, CG_CMD_GET_RECOVERY, w.dev[0].pubkey);
+    assert_int_equal(r.st, RT_OK);
+    assert_int_equal(cg_reply_decode(&rep, r.data, r.len), RT_OK);
+    uint32_t rl = rep.u.recovery.len;
+    uint8_t *rec = malloc(rl);
+    memcpy(rec, rep.u.recovery.data, rl);
+    free(r.data);
+    assert_int_equal(w.h.rec[4], 1);
+
+    sess s;
+    sess_random(&w, &s);
+    sign_round1(&w, &s); /* a session waiting for round 2 */
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 1);
+    r = simple_cmd(&w.h, CG_CMD_RETIRE, w.dev[0].pubkey);
+    assert_int_equal(r.st, RT_OK);
+    assert_true(w.h.dirty);
+    assert_int_equal(cg_reply_decode(&rep, r.data, r.len), RT_OK);
+    assert_int_equal(rep.kind, CG_CMD_RETIRE);
+    free(r.data);
+    assert_int_equal(w.h.rec[4], 3); /* wallet present, retired */
+    cg_actor_session_counts(w.h.a, &sessions, &nonces);
+    assert_int_equal(sessions, 0);
+    assert_int_equal(nonces, 0);
+
+    for (int round = 0; round < 2; round++) {
+        sess s2;
+        sess_random(&w, &s2);
+        device *d = dev_of(&w, 0);
+        uint32_t p = s2.ids[0] == 0 ? 0 : 1;
+        memset(s2.pubnonce[p], 2, 66);
+        cg_cmd c = sign1_cmd(&s2, d, p);
+        r = call(&w.h, &c);
+        assert_int_equal(r.st, RT_FAILED_PRECONDITION);
+        free(r.data);
+        cg_cmd c2 = {.kind = CG_CMD_SIGN_ROUND2, .sender = d->pubkey};
+        c2.u.sign2.session_id = s.sid;
+        c2.u.sign2.psig = s.psig[0];
+        r = call(&w.h, &c2);
+        assert_int_equal(r.st, RT_FAILED_PRECONDITION);
+        free(r.data);
+        r = simple_cmd(&w.h, CG_CMD_GET_RECOVERY, d->pubkey);
+        assert_int_equal(r.st, RT_FAILED_PRECONDITION);
+        free(r.data);
+        r = restore_cmd(&w.h, d->pubkey, rec, rl);
+        assert_int_equal(r.st, RT_FAILED_PRECONDITION);
+        free(r.data);
+        /* Retiring again changes nothing. */
+        r = simple_cmd(&w.h, CG_CMD_RETIRE, d->pubkey);
+        assert_int_equal(r.st, RT_OK);
+        assert_false(w.h.dirty);
+        free(r.data);
+        rebuild(&w.h); /* from the durable record */
+    }
+    free(rec);
+    host_fini(&w.h);
+}
+
 static void test_snapshot_excludes_sessions(void **state)
 {
     (void)state;
@@ -1370,6 +1583,8 @@ int main(void)
         cmocka_unit_test(test_mutated_commands),
         cmocka_unit_test(test_secnonce_wiped_in_actor),
         cmocka_unit_test(test_snapshot_excludes_sessions),
+        cmocka_unit_test(test_recovery_and_restore),
+        cmocka_unit_test(test_retire),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     secp256k1_context_destroy(secp);

@@ -5,7 +5,7 @@
 #   service_test.sh COSIGNERD COSIGNER_CLI SECTION [COSIGNER_BENCH]
 #
 # SECTION: cli | auth | replay | badinput | limits | restart | eviction | fault | config | notify |
-#          bench
+#          recovery | retire | bench
 set -euo pipefail
 # Wallets here are created without enrollment control (admission has its
 # own tests, tests/net/admission_test.sh).
@@ -87,6 +87,17 @@ keyfile_of() { # keyfile_of WALLET INDEX OUT: a device's host secret key from a 
 }
 
 wallet_id() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["wallet_id"])' "$1"; }
+
+jfield() { # jfield KEY < "CODE JSON" line (cli raw) or JSON: one top-level field
+    python3 -c 'import json,sys; l=sys.stdin.read().strip(); l=l.split(" ",1)[1] if l[:1].isdigit() and " " in l else l; print(json.loads(l)[sys.argv[1]])' "$1"
+}
+
+# A well-formed signing round 1 for wallet $1 by signers [0,1] (refused before
+# it would matter what it holds).
+sign1_body() {
+    local g=0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798
+    echo "{\"session_id\":\"$(printf '33%.0s' $(seq 32))\",\"signer_ids\":[0,1],\"msg\":\"00\",\"tweaks\":[],\"pubnonce\":\"$g$g\"}"
+}
 
 case "$SECTION" in
 cli)
@@ -536,6 +547,135 @@ PY
     stop
     until_logged '^STOPPING=1$' 1 "no STOPPING=1 on SIGTERM"
     D=$REAL_D
+    ;;
+recovery)
+    # "The record is lost but the keys are backed up": a 2-of-3 wallet, its
+    # recovery data fetched by a device, the service started again on a new
+    # data directory holding only master.key and host.key, then restored
+    # from that data and signing again under the same threshold key.
+    start
+    cli keygen --out "$T/stranger" >/dev/null
+    cli --json dkg --t 2 --devices 2 --out "$T/w.json" | grep -q '"ok":true' || fail "dkg 2-of-3"
+    W=$(wallet_id "$T/w.json")
+    TPK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["thresh_pubkey"])' "$T/w.json")
+    keyfile_of "$T/w.json" 1 "$T/d1"
+    keyfile_of "$T/w.json" 2 "$T/d2"
+    cli --json sign --wallet "$T/w.json" --msg 0102 --signers 0,1 | grep -q '"verified":true' ||
+        fail "sign before the loss"
+    # Any participant may fetch the recovery data, nobody else.
+    expect 403 PERMISSION_DENIED -- GET "/v1/wallets/$W/recovery" --key "$T/stranger"
+    expect 200 - -- GET "/v1/wallets/$W/recovery" --key "$T/d2"
+    out=$(cli raw GET "/v1/wallets/$W/recovery" --key "$T/d1" | tail -1)
+    [ "$(jfield wallet_id <<<"$out")" = "$W" ] || fail "recovery reply names another wallet: $out"
+    jfield recovery <<<"$out" >"$T/rec.hex"
+    # 2-of-3: 4 + 33t + 162n bytes
+    [ "$(tr -d '\n' <"$T/rec.hex" | wc -c)" = $((2 * (4 + 33 * 2 + 162 * 3))) ] ||
+        fail "recovery data length: $(wc -c <"$T/rec.hex")"
+    cli recovery --wallet "$T/w.json" --out "$T/rec2.hex" >/dev/null || fail "cli recovery"
+    cmp -s "$T/rec.hex" "$T/rec2.hex" || fail "two devices fetched different recovery data"
+    REC=$(cat "$T/rec.hex")
+    # A certificate byte flipped (the last one).
+    BAD=$(python3 -c 'import sys; h=sys.argv[1]; print(h[:-1] + ("0" if h[-1] != "0" else "1"))' "$REC")
+    # The service still has the record: the same data is an idempotent
+    # success, other data for this wallet a conflict.
+    [ "$(cli --json restore --wallet "$T/w.json" --recovery-file "$T/rec.hex" | jfield thresh_pubkey)" = "$TPK" ] ||
+        fail "idempotent restore"
+    expect 409 ALREADY_EXISTS -- POST "/v1/wallets/$W/restore" --key "$T/d1" --body "{\"recovery\":\"$BAD\"}"
+    stop
+
+    # The disaster: a fresh data directory with only the two keys.
+    mv "$T/data" "$T/data.lost"
+    mkdir -m 700 "$T/data"
+    cp -p "$T/data.lost/master.key" "$T/data.lost/host.key" "$T/data/"
+    STARTS=2
+    start
+    expect 404 NOT_FOUND -- POST "/v1/wallets/$W/sign/round1" --key "$T/d1" --body "$(sign1_body)"
+    ! cli sign --wallet "$T/w.json" --msg 00 2>/dev/null || fail "signing worked without the record"
+    # Only a participant of the params inside the data may restore, and only
+    # at its own wallet id; tampered data restores nothing.
+    expect 403 PERMISSION_DENIED -- POST "/v1/wallets/$W/restore" --key "$T/stranger" --body "{\"recovery\":\"$REC\"}"
+    OTHER=$(printf 'ab%.0s' $(seq 32))
+    expect 400 INVALID_ARGUMENT -- POST "/v1/wallets/$OTHER/restore" --key "$T/d1" --body "{\"recovery\":\"$REC\"}"
+    expect 400 INVALID_ARGUMENT -- POST "/v1/wallets/$W/restore" --key "$T/d1" --body "{\"recovery\":\"$BAD\"}"
+    expect 400 INVALID_ARGUMENT -- POST "/v1/wallets/$W/restore" --key "$T/d1" --body '{"recovery":"00"}'
+    expect 404 NOT_FOUND -- GET "/v1/wallets/$W" --key "$T/d1"
+    # The restore itself, by a device holding the fetched data.
+    cli --json restore --wallet "$T/w.json" --recovery-file "$T/rec.hex" >"$T/restored" ||
+        fail "restore: $(cat "$T/restored")"
+    [ "$(jfield thresh_pubkey <"$T/restored")" = "$TPK" ] || fail "restored another key: $(cat "$T/restored")"
+    [ "$(jfield wallet_id <"$T/restored")" = "$W" ] || fail "restored another wallet"
+    cli raw GET "/v1/wallets/$W" --key "$T/d2" | grep -q "\"thresh_pubkey\":\"$TPK\"" ||
+        fail "wallet metadata not re-created"
+    cli --json sign --wallet "$T/w.json" --msg 0304 --signers 0,2 | grep -q '"verified":true' ||
+        fail "sign after restore"
+    cli --json sign --wallet "$T/w.json" --msg 05 --signers 0,1 --taproot | grep -q '"verified":true' ||
+        fail "taproot sign after restore"
+    [ "$(cli raw GET "/v1/wallets/$W/recovery" --key "$T/d1" | tail -1 | jfield recovery)" = "$REC" ] ||
+        fail "recovery data after restore differs"
+    stop
+    # Durable: a restart serves it from the rebuilt record.
+    STARTS=3
+    start
+    cli --json sign --wallet "$T/w.json" --msg 06 | grep -q '"verified":true' || fail "sign after restart"
+    stop
+    ;;
+retire)
+    ADM=$("$CLI" --json keygen --out "$T/admin" | jfield hostpubkey)
+    "$CLI" keygen --out "$T/stranger" >/dev/null
+    start --admin-pubkeys "$ADM" --retire-sweep-ms 200
+    cli dkg --t 2 --devices 1 --out "$T/w.json" >/dev/null || fail "dkg"
+    cli dkg --t 2 --devices 2 --out "$T/keep.json" >/dev/null || fail "dkg of the other wallet"
+    W=$(wallet_id "$T/w.json")
+    keyfile_of "$T/w.json" 1 "$T/d1"
+    cli --json sign --wallet "$T/w.json" --msg 00 | grep -q '"verified":true' || fail "sign before retire"
+    cli recovery --wallet "$T/w.json" --out "$T/w.hex" >/dev/null || fail "recovery before retire"
+    R="/v1/admin/wallets/$W/retire"
+    # Only an admin key: not a device of the wallet, not a stranger.
+    expect 403 PERMISSION_DENIED -- POST "$R" --key "$T/d1" --body '{}'
+    expect 403 PERMISSION_DENIED -- POST "$R" --key "$T/stranger" --body '{}'
+    expect 401 UNAUTHENTICATED -- POST "$R" --body '{}'
+    ! cli admin retire --admin-key "$T/d1" --wallet "$W" 2>/dev/null || fail "a device retired the wallet"
+    expect 400 INVALID_ARGUMENT -- POST "$R" --key "$T/admin" --body '{"grace_s":604801}'
+    expect 400 INVALID_ARGUMENT -- POST "$R" --key "$T/admin" --body '{"grace_s":"1"}'
+    expect 404 NOT_FOUND -- POST "/v1/admin/wallets/$(printf 'ab%.0s' $(seq 32))/retire" --key "$T/admin" --body '{}'
+    cli --json sign --wallet "$T/w.json" --msg 01 | grep -q '"verified":true' || fail "refused retires changed something"
+    out=$(cli --json admin retire --admin-key "$T/admin" --wallet "$T/w.json" --grace-s 1) || fail "retire: $out"
+    AT=$(jfield retired_at_ms <<<"$out")
+    WIPE=$(jfield wipe_after_ms <<<"$out")
+    [ "$(jfield wallet_id <<<"$out")" = "$W" ] && [ $((WIPE - AT)) = 1000 ] || fail "retire reply: $out"
+    # Refused from the metadata, before any actor sees it.
+    M0=$(metric cosignerd_actor_messages_total)
+    expect 412 FAILED_PRECONDITION -- POST "/v1/wallets/$W/sign/round1" --key "$T/d1" --body "$(sign1_body)"
+    expect 412 FAILED_PRECONDITION -- POST "/v1/wallets/$W/sign/round2" --key "$T/d1" \
+        --body "{\"session_id\":\"$(printf '33%.0s' $(seq 32))\",\"psig\":\"$(printf '01%.0s' $(seq 32))\"}"
+    expect 412 FAILED_PRECONDITION -- GET "/v1/wallets/$W/recovery" --key "$T/d1"
+    [ "$(metric cosignerd_actor_messages_total)" = "$M0" ] || fail "a retired wallet's request reached its actor"
+    ! cli sign --wallet "$T/w.json" --msg 02 2>/dev/null || fail "a retired wallet signed"
+    # A second retire answers like the first.
+    out2=$(cli --json admin retire --admin-key "$T/admin" --wallet "$W") || fail "second retire: $out2"
+    [ "$(jfield retired_at_ms <<<"$out2")" = "$AT" ] && [ "$(jfield wipe_after_ms <<<"$out2")" = "$WIPE" ] ||
+        fail "second retire moved the dates: $out2"
+    cli --json sign --wallet "$T/keep.json" --msg 03 | grep -q '"verified":true' || fail "another wallet was affected"
+    # After the grace the sweep wipes the share.
+    for _ in $(seq 1 100); do grep -q "event=wallet_wiped wallet=$W" "$T/log" && break; sleep 0.1; done
+    grep -q "event=wallet_wiped wallet=$W" "$T/log" || fail "retired wallet not wiped after its grace"
+    ! grep -q "event=wallet_wipe_failed" "$T/log" || fail "wipe failed"
+    expect 412 FAILED_PRECONDITION -- POST "/v1/wallets/$W/sign/round1" --key "$T/d1" --body "$(sign1_body)"
+    expect 412 FAILED_PRECONDITION -- GET "/v1/wallets/$W/recovery" --key "$T/d1"
+    expect 412 FAILED_PRECONDITION -- GET "/v1/wallets/$W" --key "$T/d1"
+    cli recovery --wallet "$T/keep.json" --out "$T/keep.hex" >/dev/null || fail "recovery of the other wallet"
+    stop
+    # The store opens after the wipe, the wallet still answers 412 and stays
+    # wiped (nothing to activate), and a retired wallet cannot be restored.
+    STARTS=2
+    start --admin-pubkeys "$ADM"
+    expect 412 FAILED_PRECONDITION -- POST "/v1/wallets/$W/sign/round1" --key "$T/d1" --body "$(sign1_body)"
+    cli --json sign --wallet "$T/keep.json" --msg 04 --signers 0,2 | grep -q '"verified":true' ||
+        fail "other wallet after restart"
+    [ "$(grep -c "event=wallet_wiped wallet=$W" "$T/log")" = 1 ] || fail "wiped twice (record came back?)"
+    expect 412 FAILED_PRECONDITION -- POST "/v1/wallets/$W/restore" --key "$T/d1" \
+        --body "{\"recovery\":\"$(cat "$T/w.hex")\"}"
+    stop
     ;;
 bench)
     # cosigner-bench --fault-rate: errors are counted apart for the users

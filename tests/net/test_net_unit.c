@@ -211,10 +211,11 @@ static const struct {
     unsigned http;
     int retry;
 } api_codes[] = {
-    {"INVALID_ARGUMENT", 400, 0},   {"UNAUTHENTICATED", 401, 0}, {"PERMISSION_DENIED", 403, 0},
-    {"NOT_FOUND", 404, 0},          {"ABORTED", 409, 0},         {"PAYLOAD_TOO_LARGE", 413, 0},
-    {"RESOURCE_EXHAUSTED", 429, 1}, {"INTERNAL", 500, 0},        {"UNAVAILABLE", 503, 1},
-    {"DEADLINE_EXCEEDED", 504, 0},  {"DATA_LOSS", 500, 0},
+    {"INVALID_ARGUMENT", 400, 0},    {"UNAUTHENTICATED", 401, 0}, {"PERMISSION_DENIED", 403, 0},
+    {"NOT_FOUND", 404, 0},           {"ABORTED", 409, 0},         {"PAYLOAD_TOO_LARGE", 413, 0},
+    {"RESOURCE_EXHAUSTED", 429, 1},  {"INTERNAL", 500, 0},        {"UNAVAILABLE", 503, 1},
+    {"DEADLINE_EXCEEDED", 504, 0},   {"DATA_LOSS", 500, 0},       {"ALREADY_EXISTS", 409, 0},
+    {"FAILED_PRECONDITION", 412, 0},
 };
 
 static void assert_documented(int st)
@@ -301,8 +302,8 @@ static void test_status_table(void **state)
         {RT_OK, 200, "OK", 0},
         /* internal codes folded into documented ones */
         {RT_CANCELLED, 503, "UNAVAILABLE", 1},
-        {RT_ALREADY_EXISTS, 400, "INVALID_ARGUMENT", 0},
-        {RT_FAILED_PRECONDITION, 400, "INVALID_ARGUMENT", 0},
+        {RT_ALREADY_EXISTS, 409, "ALREADY_EXISTS", 0},
+        {RT_FAILED_PRECONDITION, 412, "FAILED_PRECONDITION", 0},
         {RT_OUT_OF_RANGE, 400, "INVALID_ARGUMENT", 0},
         {RT_UNIMPLEMENTED, 404, "NOT_FOUND", 0},
         {RT_UNKNOWN, 500, "INTERNAL", 0},

@@ -844,6 +844,130 @@ static void test_trim_returns_file_pages(void **state)
     rm_rf(dir);
 }
 
+/* ---- store_wipe: the bytes are gone from the file ----------------------- */
+
+static uint8_t *slurp_data_file(const char *dir, size_t *len)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* How many of x's 32-byte windows (at every offset) occur anywhere in f. */
+static size_t windows_found(const uint8_t *f, size_t fl, const uint8_t *x, size_t xl)
+{
+    size_t found = 0;
+    for (size_t o = 0; o + 32 <= xl; o++)
+        if (memmem(f, fl, x + o, 32)) found++;
+    return found;
+}
+
+static size_t copies_of(const uint8_t *f, size_t fl, const uint8_t *x, size_t xl)
+{
+    size_t n = 0;
+    for (const uint8_t *p = f; (p = memmem(p, fl - (size_t)(p - f), x, xl)); p++)
+        n++;
+    return n;
+}
+
+static void put_random(store *s, const rt_key *k, size_t n, uint64_t v)
+{
+    uint8_t *rec = malloc(n);
+    assert_non_null(rec);
+    for (size_t i = 0; i < n; i++)
+        rec[i] = (uint8_t)rand();
+    assert_int_equal(store_put_sync(s, k, rec, n, v), RT_OK);
+    free(rec);
+}
+
+/*
+ * After store_wipe no 32-byte window of the wallet's sealed record — of its
+ * live version, nor of an older one, nor of the copies LMDB's copy on
+ * write left on free pages when neighbouring records changed — remains
+ * anywhere in data.mdb. A plain store_delete, for contrast, leaves its
+ * record's bytes in the file. Small records (in leaf pages shared with
+ * other records; a wallet's record is about this size) and large ones
+ * (overflow pages of their own).
+ */
+static void test_wipe_overwrites_file(void **state)
+{
+    (void)state;
+    if (test_on_pg()) {
+        /* The row is deleted (old tuple versions wait for VACUUM). */
+        char *dir = tmp_store_dir();
+        store *s = open_ok(dir, NULL);
+        rt_key k = wallet_key(100);
+        put_random(s, &k, 700, 1);
+        assert_int_equal(store_wipe(s, &k), RT_OK);
+        assert_int_equal(get_status(s, 100), RT_NOT_FOUND);
+        assert_int_equal(store_wipe(s, &k), RT_NOT_FOUND);
+        store_close(s);
+        rm_rf(dir);
+        return;
+    }
+    static const size_t sizes[] = {200, 700, 5000};
+    static uint8_t a1[8192], a2[8192], b[8192];
+    size_t a1l = 0, a2l = 0, bl = 0, fl = 0;
+    rt_key ka = wallet_key(100), kb = wallet_key(101), kc = wallet_key(102);
+    srand(7);
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        char *dir = tmp_store_dir();
+        store *s = open_ok(dir, NULL);
+        put_random(s, &ka, sizes[z], 1);
+        store_close(s);
+        assert_int_equal(raw_get(dir, "rec", ka.b, 32, a1, &a1l), 0);
+        s = open_ok(dir, NULL);
+        put_random(s, &kb, sizes[z], 1);
+        put_random(s, &ka, sizes[z], 2);
+        put_random(s, &kc, sizes[z], 1);
+        put_random(s, &kb, sizes[z], 2);
+        store_close(s);
+        assert_int_equal(raw_get(dir, "rec", ka.b, 32, a2, &a2l), 0);
+        assert_int_equal(raw_get(dir, "rec", kb.b, 32, b, &bl), 0);
+        uint8_t *f = slurp_data_file(dir, &fl);
+        assert_int_equal(windows_found(f, fl, a2, a2l), a2l - 31); /* the live record is there */
+        /* A small record shares its leaf: later puts beside it left copies
+         * of it on free pages, which deleting the live one would not touch. */
+        if (sizes[z] < 1000) assert_true(copies_of(f, fl, a2, a2l) >= 2);
+        free(f);
+
+        s = open_ok(dir, NULL);
+        assert_int_equal(store_wipe(s, &ka), RT_OK);
+        assert_int_equal(store_delete(s, &kb), RT_OK);
+        assert_int_equal(store_wipe(s, &ka), RT_NOT_FOUND);
+        assert_int_equal(get_status(s, 100), RT_NOT_FOUND);
+        assert_int_equal(get_status(s, 102), RT_OK);
+        store_close(s);
+        f = slurp_data_file(dir, &fl);
+        assert_int_equal(windows_found(f, fl, a2, a2l), 0);
+        assert_int_equal(windows_found(f, fl, a1, a1l), 0);
+        /* Deleting alone leaves the bytes on a free page. */
+        assert_true(windows_found(f, fl, b, bl) > 0);
+        free(f);
+
+        /* The store opens (index and root agree), the wallet is gone and
+         * can start again at version 1, the others are intact. */
+        s = open_ok(dir, NULL);
+        assert_int_equal(get_status(s, 100), RT_NOT_FOUND);
+        assert_int_equal(get_status(s, 101), RT_NOT_FOUND);
+        assert_int_equal(get_status(s, 102), RT_OK);
+        put_random(s, &ka, 50, 1);
+        assert_int_equal(get_status(s, 100), RT_OK);
+        store_close(s);
+        rm_rf(dir);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest all[] = {
@@ -861,6 +985,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_trim_returns_file_pages),
         cmocka_unit_test(test_meta_cas),
         cmocka_unit_test(test_iterate_pages),
+        cmocka_unit_test(test_wipe_overwrites_file),
     };
     /* argv[1] = "concurrency": only the tests worth running under TSan. */
     if (argc > 1 && strcmp(argv[1], "concurrency") == 0) {
