@@ -744,10 +744,11 @@ static enum MHD_Result respond_reply(req *q)
              * the wallet, and only that one counts it against the quotas. */
             rt_status st = s->cfg.meta.cas(s->cfg.meta.ud, &q->call.key, NULL, 0, q->call.params,
                                            q->call.params_len);
-            if (st == RT_OK && q->route == NET_R_DKG1) {
+            if (st == RT_OK) {
                 /* (A restore brings back a wallet already counted.) */
                 net_params p;
-                if (net_params_parse(q->call.params, q->call.params_len, &p) == RT_OK)
+                if (q->route == NET_R_DKG1 &&
+                    net_params_parse(q->call.params, q->call.params_len, &p) == RT_OK)
                     net_admit_wallet_created(s->adm, &p);
             } else if (st != RT_ABORTED) {
                 return fail(q, RT_UNAVAILABLE, "could not record wallet metadata");
