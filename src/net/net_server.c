@@ -167,6 +167,13 @@ static int admin_route_of(const char *rest, int *want_post, char arg[65])
     if (!strcmp(rest, "wallets/list")) return NET_R_ADM_WALLETS;
     if (!strcmp(rest, "audit/list")) return NET_R_ADM_AUDIT;
     static const char tok[] = "tokens/", wal[] = "wallets/";
+    size_t rl = strlen(rest);
+    if (rl == sizeof wal - 1 + 64 + 7 && !strncmp(rest, wal, sizeof wal - 1) &&
+        is_hex64(rest + sizeof wal - 1, 64) && !strcmp(rest + sizeof wal - 1 + 64, "/retire")) {
+        memcpy(arg, rest + sizeof wal - 1, 64);
+        arg[64] = 0;
+        return NET_R_RETIRE;
+    }
     if (!strncmp(rest, tok, sizeof tok - 1) && is_hex64(rest + sizeof tok - 1, 64) &&
         !strcmp(rest + sizeof tok - 1 + 64, "/revoke")) {
         memcpy(arg, rest + sizeof tok - 1, 64);
@@ -199,16 +206,6 @@ static int route_of(const net_server *srv, const char *url, int *want_post, char
             *want_post = fixed[i].post;
             return fixed[i].route;
         }
-    static const char admin[] = "/v1/admin/wallets/";
-    if (!strncmp(url, admin, sizeof admin - 1)) {
-        const char *id = url + sizeof admin - 1;
-        if (strlen(id) >= 64 && is_hex64(id, 64) && !strcmp(id + 64, "/retire")) {
-            memcpy(wallet, id, 64);
-            wallet[64] = 0;
-            *want_post = 1;
-            return NET_R_RETIRE;
-        }
-    }
     static const char adm[] = "/v1/admin/";
     if (!strncmp(url, adm, sizeof adm - 1))
         return admin_route_of(url + sizeof adm - 1, want_post, wallet);
