@@ -78,7 +78,7 @@ status=0
 # figures, and makes this script fail. A DKG-only run of as many users
 # first gives the daemon's CPU per DKG, so that the signing run's CPU can be
 # split into its DKGs and its sessions.
-start sign
+start sign --enrollment open
 rc=0
 c0=$(cpu_us)
 "$BENCH" --url "$URL" --users "$USERS" --concurrency "$CONC" --sessions 0 --json \
@@ -135,7 +135,7 @@ stop
 
 # 2. Memory of idle, evicted wallets: VmRSS above the same daemon fresh, and
 # its anonymous (heap) and file-backed (store map) parts.
-start idle --idle-threshold-ms 5000 --evict-quantum-ms 1000
+start idle --enrollment open --idle-threshold-ms 5000 --evict-quantum-ms 1000
 sleep 0.5
 rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 fresh=$(rss "$PID" VmRSS) fresh_anon=$(rss "$PID" RssAnon) fresh_file=$(rss "$PID" RssFile)
@@ -161,4 +161,45 @@ awk -v w="${registered:-0}" -v a="$after" -v f="$fresh" -v aa="$after_anon" -v f
     printf "{\"workload\":\"idle_wallets\",\"wallets\":%d,\"rss_mib_above_fresh\":%.1f,", w, (a - f) / 1024.0
     printf "\"anon_mib_above_fresh\":%.1f,\"file_mib_above_fresh\":%.1f,\"resident_after\":%d}\n",
         (aa - fa) / 1024.0, (af - ff) / 1024.0, r }'
+
+# 3. What admission control costs signing: the same closed-loop signing run
+# against a daemon with every admission check off (enrollment = open, no
+# rate limits, no quotas) and one with them on (enrollment = token, the
+# bench minting each user's token with the bootstrap admin key; per-key rate
+# limit raised so that the bench's busiest users are never refused: the
+# check costs the same whatever the rate). Alternated, best of two each,
+# same machine, same run. Goal: overhead <= 5 %.
+ADM_USERS=${ADM_USERS:-300} ADM_SESSIONS=${ADM_SESSIONS:-20} ADM_CONC=${ADM_CONC:-64}
+best_off=0 best_on=0
+for round in 1 2; do
+    for mode in off on; do
+        if [ "$mode" = off ]; then
+            start "adm_off_$round" --enrollment open --rate-limit-rps 0 --auth-fail-per-min 0 \
+                --quota-wallets 0 --quota-pending-dkg 0 --max-pending-dkg 0
+            extra=()
+        else
+            start "adm_on_$round" --enrollment token --rate-limit-rps 100000 --rate-limit-burst 100000
+            extra=(--admin-key "$T/adm_on_$round/admin.key")
+        fi
+        rc=0
+        "$BENCH" --url "$URL" --users "$ADM_USERS" --concurrency "$ADM_CONC" \
+            --sessions "$ADM_SESSIONS" --json "${extra[@]}" >"$T/adm.json" || rc=$?
+        stop
+        r=$(jfield "$T/adm.json" signing_sessions sessions_per_s)
+        if [ "$rc" -ne 0 ] || [ -z "$r" ]; then
+            echo "service_bench: admission run ($mode) failed (exit $rc)" >&2
+            status=1
+            r=0
+        fi
+        if [ "$mode" = off ]; then
+            best_off=$(awk -v a="$best_off" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
+        else
+            best_on=$(awk -v a="$best_on" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
+        fi
+    done
+done
+awk -v off="$best_off" -v on="$best_on" 'BEGIN {
+    printf "{\"workload\":\"admission_overhead\",\"sessions_per_s_admission_off\":%.1f,", off
+    printf "\"sessions_per_s_admission_on\":%.1f,\"overhead_pct\":%.1f,\"goal_pct\":5}\n",
+        on, off > 0 ? (off - on) * 100.0 / off : 0 }'
 exit $status
