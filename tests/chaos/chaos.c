@@ -1168,6 +1168,10 @@ static void on_resp(void *arg, long code, json_t *resp, const char *err)
     int documented = account(q, code, resp);
     if (q->kind == RQ_STORM_FAULT || q->kind == RQ_STORM_GET) {
         int k = q->kind;
+        /* A storm cut by a kill ends there: carried on against the new
+         * daemon it would quarantine the wallet just as the post-restart
+         * check asks for it. */
+        if (q->gen != D.gen) w->storm_left = 0;
         free(q);
         if (k == RQ_STORM_FAULT && code == 200) {
             char p[160];
