@@ -201,5 +201,5 @@ done
 awk -v off="$best_off" -v on="$best_on" 'BEGIN {
     printf "{\"workload\":\"admission_overhead\",\"sessions_per_s_admission_off\":%.1f,", off
     printf "\"sessions_per_s_admission_on\":%.1f,\"overhead_pct\":%.1f,\"goal_pct\":5}\n",
-        on, off > 0 ? (off - on) * 100.0 / off : 0 }'
+        on, (off > 0) ? (off - on) * 100.0 / off : 0 }'
 exit $status
