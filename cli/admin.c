@@ -41,20 +41,30 @@ static void on_done(void *arg, long code, json_t *resp, const char *err)
     snprintf(r->err, sizeof r->err, "%s", err ? err : "");
 }
 
-/* One signed request, blocking. Takes ownership of body (NULL for GET). */
-static result call(const char *url, const char *method, const char *path, json_t *body,
-                   const uint8_t sk[32])
+long admin_call(const char *url, const char *method, const char *path, json_t *body,
+                const uint8_t sk[32], json_t **resp, char *err, size_t errn)
 {
     result r = {0, NULL, ""};
+    *resp = NULL;
     http_client *c = http_new(url, 1);
     if (!c) {
-        snprintf(r.err, sizeof r.err, "cannot create an HTTP client");
         json_decref(body);
-        return r;
+        snprintf(err, errn, "cannot create an HTTP client");
+        return 0;
     }
     http_request(c, method, path, body, sk, on_done, &r); /* takes body */
     http_run(c, NULL, NULL);
     http_free(c);
+    *resp = r.resp;
+    snprintf(err, errn, "%s", r.err);
+    return r.code;
+}
+
+static result call(const char *url, const char *method, const char *path, json_t *body,
+                   const uint8_t sk[32])
+{
+    result r = {0, NULL, ""};
+    r.code = admin_call(url, method, path, body, sk, &r.resp, r.err, sizeof r.err);
     return r;
 }
 

@@ -109,14 +109,7 @@ static void die(int code, const char *msg)
 
 static int read_key(const char *path, uint8_t sk[32], uint8_t pk[33])
 {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char buf[80] = "";
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        n--;
-    return net_hex_decode(sk, 32, buf, n) && cx_pubkey_from_seckey(pk, sk);
+    return admin_read_key(path, sk, pk);
 }
 
 static int write_private(const char *path, const char *text)
@@ -438,31 +431,18 @@ static int cmd_sign(const char *url, int argc, char **argv)
 
 /* ---- recovery, restore, admin: one signed request each -------------------- */
 
-typedef struct sync_resp {
-    long code;
-    json_t *j;
-    char err[256];
-} sync_resp;
-
-static void on_sync(void *arg, long code, json_t *resp, const char *err)
-{
-    sync_resp *r = arg;
-    r->code = code;
-    r->j = resp ? json_incref(resp) : NULL;
-    snprintf(r->err, sizeof r->err, "%s", err ? err : "");
-}
-
 /* One request signed with sk; body (may be NULL) is consumed. Dies with the
  * service's error unless it answered 200. Ownership: the returned JSON is
  * the caller's. */
 static json_t *signed_call(const char *url, const char *method, const char *path, json_t *body,
                            const uint8_t sk[32])
 {
-    sync_resp r = {0};
-    http_client *c = http_new(url, 1);
-    http_request(c, method, path, body, sk, on_sync, &r);
-    http_run(c, NULL, NULL);
-    http_free(c);
+    struct {
+        long code;
+        json_t *j;
+        char err[256];
+    } r;
+    r.code = admin_call(url, method, path, body, sk, &r.j, r.err, sizeof r.err);
     if (r.code != 200) {
         char msg[512];
         json_t *e = json_object_get(r.j, "error");
