@@ -508,7 +508,7 @@ static enum MHD_Result dispatch(req *q)
     uint8_t *meta = NULL;
     size_t mlen = 0;
     net_retired retired;
-    int is_retired = 0;
+    int is_retired = 0, known = 1; /* known: the wallet has metadata */
     if (q->route == NET_R_DKG1 || q->route == NET_R_RESTORE) {
         net_params_parse(q->call.params, q->call.params_len, &p);
         if (net_params_index(&p, s->cfg.hostpubkey) < 0) {
@@ -519,6 +519,7 @@ static enum MHD_Result dispatch(req *q)
          * record); when present it may say the wallet was retired. */
         st = s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &meta, &mlen);
         if (st == RT_OK) is_retired = net_meta_retired(meta, mlen, &retired) > 0;
+        known = st == RT_OK;
         free(meta);
         meta = NULL;
         if (st != RT_OK && st != RT_NOT_FOUND) {
@@ -593,26 +594,16 @@ static enum MHD_Result dispatch(req *q)
      * never occupies it. (Binding a token is idempotent, so a replayed
      * request that gets here does no more than the original.) */
     uint32_t retry_ms = 0;
-    if (q->route == NET_R_DKG1) {
-        uint8_t *known = NULL;
-        size_t klen = 0;
-        st = s->cfg.meta.get(s->cfg.meta.ud, &q->call.key, &known, &klen);
-        free(known);
-        if (st == RT_NOT_FOUND) {
-            st = net_admit_dkg(s->adm, q->auth.pk, &p, &q->call, body, now, &retry_ms, err,
-                               sizeof err);
-            if (st != RT_OK) {
-                /* A stranger trying to create wallets without a grant is
-                 * an unauthenticated failure for the address limit too. */
-                if (st == RT_PERMISSION_DENIED) net_admit_addr_fail(s->adm, q->ip, now);
-                ret = send_error(q, st, err, strlen(err), 0, retry_ms);
-                goto out;
-            }
-            q->dkg_pending = 1;
-        } else if (st != RT_OK) {
-            ret = fail(q, RT_UNAVAILABLE, "wallet metadata unavailable");
+    if (q->route == NET_R_DKG1 && !known) {
+        st = net_admit_dkg(s->adm, q->auth.pk, &p, &q->call, body, now, &retry_ms, err, sizeof err);
+        if (st != RT_OK) {
+            /* A stranger trying to create wallets without a grant is an
+             * unauthenticated failure for the address limit too. */
+            if (st == RT_PERMISSION_DENIED) net_admit_addr_fail(s->adm, q->ip, now);
+            ret = send_error(q, st, err, strlen(err), 0, retry_ms);
             goto out;
         }
+        q->dkg_pending = 1;
     }
     /* Replay, only now: the bounded cache holds participants' nonces only,
      * so a stranger with a fresh key pair cannot fill it and get every
